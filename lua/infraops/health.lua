@@ -1,0 +1,87 @@
+-- /healthz, /livez and /readyz as k8s.io/apiserver answers them: "ok", or with
+-- ?verbose one "[+]check ok" line per check; ?exclude=NAME skips a check;
+-- /readyz/NAME runs one check. A failing check's reason is withheld from the
+-- body (it may name internals) and logged instead.
+local health = {}
+
+local function reply(code, body)
+  return {
+    status = code,
+    headers = { ["Content-Type"] = "text/plain; charset=utf-8", ["X-Content-Type-Options"] = "nosniff" },
+    body = body,
+  }
+end
+
+local function run(check)
+  local ok, passed, reason = pcall(check.run)
+  if not ok then
+    return false, tostring(passed)
+  end
+  return passed == true, reason
+end
+
+local function set_of(values)
+  local out = {}
+  for _, v in ipairs(values or {}) do
+    out[v] = true
+  end
+  return out
+end
+
+--- Creates the health endpoints.
+-- @tparam table checks endpoint name ("healthz", "livez", "readyz") -> list of
+--   { name = string, run = function() -> true | false, reason }
+-- @tparam[opt] table log host.log-like logger for failed checks
+function health.new(checks, log)
+  local self = {}
+
+  local function single(endpoint, name)
+    for _, check in ipairs(checks[endpoint]) do
+      if check.name == name then
+        local passed, reason = run(check)
+        if passed then
+          return reply(200, "ok")
+        end
+        return reply(500, "internal server error: " .. (reason or "check failed"))
+      end
+    end
+    return nil
+  end
+
+  --- Response for GET /<endpoint>[/<check>], or nil if not a health path.
+  function self.handle(segments, query)
+    local endpoint = segments[1]
+    if #segments == 0 or #segments > 2 or not checks[endpoint] then
+      return nil
+    end
+    if #segments == 2 then
+      return single(endpoint, segments[2])
+    end
+    local excluded = set_of(query.exclude)
+    local lines, failed = {}, false
+    for _, check in ipairs(checks[endpoint]) do
+      if not excluded[check.name] then
+        local passed, reason = run(check)
+        if passed then
+          lines[#lines + 1] = "[+]" .. check.name .. " ok"
+        else
+          failed = true
+          lines[#lines + 1] = "[-]" .. check.name .. " failed: reason withheld"
+          if log then
+            log.warn("health check failed", { endpoint = endpoint, check = check.name, reason = reason })
+          end
+        end
+      end
+    end
+    local verdict = endpoint .. (failed and " check failed" or " check passed")
+    if query.verbose or failed then
+      lines[#lines + 1] = verdict
+      return reply(failed and 500 or 200, table.concat(lines, "\n") .. "\n")
+    end
+    return reply(200, "ok")
+  end
+
+  return self
+end
+
+return health

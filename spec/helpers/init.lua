@@ -1,0 +1,2 @@
+-- busted helper: loaded before every spec (see .busted). Keep it small.
+-- Nothing global is set here; specs require what they use from spec/helpers/.
