@@ -74,13 +74,29 @@ local function aggregated_list()
   }
 end
 
---- True if the Accept header asks for aggregated discovery v2.
+--- Splits one media range "type/subtype;k=v;..." into its type and parameters.
+local function parse_media_range(range)
+  local parts = {}
+  for part in range:gmatch("[^;]+") do
+    parts[#parts + 1] = part:gsub("^%s+", ""):gsub("%s+$", "")
+  end
+  local params = {}
+  for i = 2, #parts do
+    local key, value = parts[i]:match("^([^=]+)=(.*)$")
+    if key then
+      params[key:lower()] = value
+    end
+  end
+  return (parts[1] or ""):lower(), params
+end
+
+--- True if the Accept header asks for aggregated discovery v2
+-- (application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList).
 local function wants_v2(accept)
-  for media in (accept or ""):gmatch("[^,]+") do
-    local compact = media:gsub("%s", "")
-    if compact:find("^application/json;") and compact:find(";g=apidiscovery.k8s.io", 1, true)
-      and compact:find(";v=v2;", 1, true) or compact:find(";v=v2$")
-      and compact:find(";as=APIGroupDiscoveryList", 1, true) then
+  for range in (accept or ""):gmatch("[^,]+") do
+    local media_type, p = parse_media_range(range)
+    if media_type == "application/json" and p.g == "apidiscovery.k8s.io" and p.v == "v2"
+      and p.as == "APIGroupDiscoveryList" then
       return true
     end
   end
