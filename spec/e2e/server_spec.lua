@@ -152,6 +152,11 @@ describe("myapiserver end to end", function()
       assert.equal("Status", decode(body).kind)
     end)
 
+    it("refuses request headers over --max-header-bytes with 431", function()
+      local code = curl(pki, srv.url("/apis"), { args = { "-H", "X-Big: " .. string.rep("z", 80 * 1024) } })
+      assert.equal(431, code)
+    end)
+
     it("reads a chunked body within the limit and answers the request", function()
       local code, body = curl(pki, srv.url("/apis"), {
         args = { "-H", "Transfer-Encoding: chunked", "--data-binary", '{"a":1}' } })

@@ -28,7 +28,7 @@ function server.start(opts)
   local dir = shell.temp_dir()
   local pki = opts.pki
   local args = {
-    server.binary, "--secure-port=0", "--bind-address=127.0.0.1", "--log-format=json",
+    opts.binary or server.binary, "--secure-port=0", "--bind-address=127.0.0.1", "--log-format=json",
     "--tls-reload-interval=200ms",
     "--tls-cert-file=" .. (opts.cert or pki .. "/serving.crt"),
     "--tls-private-key-file=" .. (opts.key or pki .. "/serving.key"),
