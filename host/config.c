@@ -318,32 +318,48 @@ static double unit_seconds(const char *unit, size_t len)
     return -1;
 }
 
+/* One "<decimal><unit>" term: digits with at most one '.', then a unit. Parsed by
+ * hand because strtod also takes signs, blanks, hex and exponents. */
+static const char *parse_duration_term(const char *p, double *seconds)
+{
+    double value = 0, scale = 1;
+    bool digits = false, dot = false;
+    for (; (*p >= '0' && *p <= '9') || (*p == '.' && !dot); p++) {
+        if (*p == '.') {
+            dot = true;
+            continue;
+        }
+        digits = true;
+        if (dot)
+            value += (*p - '0') * (scale /= 10);
+        else
+            value = value * 10 + (*p - '0');
+    }
+    const char *unit = p;
+    while (*p >= 'a' && *p <= 'z')
+        p++;
+    double unit_scale = unit_seconds(unit, (size_t)(p - unit));
+    if (!digits || unit_scale < 0 || !isfinite(value * unit_scale))
+        return NULL;
+    *seconds = value * unit_scale;
+    return p;
+}
+
 bool config_parse_duration(const char *text, double *seconds)
 {
-    double total = 0;
-    const char *p = text;
     if (strcmp(text, "0") == 0) {
         *seconds = 0;
         return true;
     }
-    while (*p != '\0') {
-        char *end = NULL;
-        if (*p == '-' || *p == '+')
+    double total = 0;
+    const char *p = text;
+    do {
+        double term = 0;
+        p = parse_duration_term(p, &term);
+        if (p == NULL)
             return false;
-        double value = strtod(p, &end);
-        if (end == p || !isfinite(value))
-            return false;
-        const char *unit = end;
-        while (*end != '\0' && ((*end >= 'a' && *end <= 'z')))
-            end++;
-        double scale = unit_seconds(unit, (size_t)(end - unit));
-        if (scale < 0)
-            return false;
-        total += value * scale;
-        p = end;
-    }
-    if (p == text)
-        return false;
+        total += term;
+    } while (*p != '\0');
     *seconds = total;
     return true;
 }

@@ -31,11 +31,10 @@ function app.new(_config, deps)
   local function route(req, segments, query)
     local is_health = segments[1] == "healthz" or segments[1] == "livez" or segments[1] == "readyz"
     if is_health then
-      local res = endpoints.handle(segments, query)
-      if res and not is_read(req.method) then
+      if not is_read(req.method) then
         return status.method_not_allowed()
       end
-      return res or status.not_found_path()
+      return endpoints.handle(segments, query) or status.not_found_path()
     end
     local body, content_type = documents.document(segments, header(req, "accept"))
     if body then

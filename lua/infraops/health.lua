@@ -1,7 +1,8 @@
 -- /healthz, /livez and /readyz as k8s.io/apiserver answers them: "ok", or with
 -- ?verbose one "[+]check ok" line per check; ?exclude=NAME skips a check;
--- /readyz/NAME runs one check. A failing check's reason is withheld from the
--- body (it may name internals) and logged instead.
+-- /readyz/NAME runs one check. In the combined answer a failing check's
+-- reason is withheld and logged; /readyz/NAME answers it, as kube does, except
+-- for a check that raised an error, whose text (Lua internals) is only logged.
 local health = {}
 
 local function reply(code, body)
@@ -12,12 +13,13 @@ local function reply(code, body)
   }
 end
 
+-- Returns passed, reason, raised (true when the check raised an error).
 local function run(check)
   local ok, passed, reason = pcall(check.run)
   if not ok then
-    return false, tostring(passed)
+    return false, tostring(passed), true
   end
-  return passed == true, reason
+  return passed == true, reason, false
 end
 
 local function set_of(values)
@@ -38,11 +40,17 @@ function health.new(checks, log)
   local function single(endpoint, name)
     for _, check in ipairs(checks[endpoint]) do
       if check.name == name then
-        local passed, reason = run(check)
+        local passed, reason, raised = run(check)
         if passed then
           return reply(200, "ok")
         end
-        return reply(500, "internal server error: " .. (reason or "check failed"))
+        if log then
+          log.warn("health check failed", { endpoint = endpoint, check = name, reason = reason })
+        end
+        if raised or not reason then
+          reason = "check failed"
+        end
+        return reply(500, "internal server error: " .. reason)
       end
     end
     return nil

@@ -18,7 +18,7 @@ end
 -- Starts `curl URL` in the background; returns a function giving "code" once done, else nil.
 local function background_curl(pki, url, dir, name)
   local out = dir .. "/" .. name
-  os.execute(("(curl -s -o /dev/null -w '%%{http_code}' --max-time 20 --cacert %s %s >%s.tmp 2>&1; mv %s.tmp %s) &")
+  shell.spawn(("curl -s -o /dev/null -w '%%{http_code}' --max-time 20 --cacert %s %s >%s.tmp 2>&1; mv %s.tmp %s")
     :format(shell.quote(pki .. "/serving-ca.crt"), shell.quote(url), out, out, out))
   return function()
     return shell.read_file(out)

@@ -47,7 +47,7 @@ function server.start(opts)
   local script = ("%s >%s 2>&1 & echo $! >%s; wait $!; echo $? >%s"):format(
     shell.join(args), shell.quote(log_path), shell.quote(pid_path), shell.quote(exit_path))
   local env = "ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=23 "
-  os.execute("env -u LD_PRELOAD " .. env .. "sh -c " .. shell.quote(script) .. " >/dev/null 2>&1 &")
+  shell.spawn(env .. "sh -c " .. shell.quote(script))
 
   local self = { dir = dir, log_path = log_path }
   self.pid = shell.wait_for(function()

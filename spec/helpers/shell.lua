@@ -27,6 +27,11 @@ function shell.run(command)
   return code, output
 end
 
+--- Starts a shell command line in the background (output is the caller's to redirect).
+function shell.spawn(command)
+  os.execute("env -u LD_PRELOAD sh -c " .. shell.quote(command) .. " >/dev/null 2>&1 &")
+end
+
 --- Runs and asserts success; returns the output.
 function shell.must(command)
   local code, output = shell.run(command)

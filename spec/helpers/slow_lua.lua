@@ -38,7 +38,7 @@ return wrapper
 function slow_lua.start()
   local dir = shell.temp_dir()
   local port_file = dir .. "/port"
-  os.execute(("python3 spec/helpers/slow_upstream.py >%s 2>/dev/null & echo $! >%s/pid")
+  shell.spawn(("python3 spec/helpers/slow_upstream.py >%s 2>/dev/null & echo $! >%s/pid")
     :format(shell.quote(port_file), shell.quote(dir)))
   local port = shell.wait_for(function()
     return tonumber((shell.read_file(port_file) or ""):match("%d+"))

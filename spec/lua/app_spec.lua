@@ -1,0 +1,234 @@
+-- infraops.app (lua/infraops/app.lua): the request handler end to end, with
+-- request tables shaped like host/script_runtime.c push_request builds them.
+local cjson = require("cjson")
+local app = require("infraops.app")
+
+local V2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+local SHA = string.rep("0f", 32)
+
+local function fake_log()
+  local log = { lines = {} }
+  for _, level in ipairs({ "debug", "info", "warn", "error" }) do
+    log[level] = function(message, fields)
+      log.lines[#log.lines + 1] = { level = level, message = message, fields = fields or {} }
+    end
+  end
+  return log
+end
+
+local function anonymous_peer()
+  return { presented = false, verified_client_ca = false, verified_requestheader = false }
+end
+
+local function alice_peer()
+  return {
+    presented = true,
+    verified_client_ca = true,
+    verified_requestheader = false,
+    common_name = "alice",
+    organizations = { "dev", "ops" },
+    sha256 = SHA,
+  }
+end
+
+local next_id = 0
+
+-- A request as the host pushes it: raw path, raw query pairs, lower-case
+-- header names mapping to lists of values.
+local function request(method, path, opts)
+  opts = opts or {}
+  next_id = next_id + 1
+  return {
+    id = opts.id or ("audit-" .. next_id),
+    method = method,
+    path = path,
+    query = opts.query or {},
+    headers = opts.headers or {},
+    body = opts.body or "",
+    remote_address = "192.0.2.10:51234",
+    peer = opts.peer or anonymous_peer(),
+  }
+end
+
+local function new_handler(log)
+  return app.new({ version = "test", flags = {} }, { log = log or fake_log() })
+end
+
+local function assert_status_body(res, code, reason)
+  assert.are.equal(code, res.status)
+  assert.are.equal("application/json", res.headers["Content-Type"])
+  local body = cjson.decode(res.body)
+  assert.are.equal("Status", body.kind)
+  assert.are.equal("Failure", body.status)
+  assert.are.equal(code, body.code)
+  assert.are.equal(reason, body.reason)
+end
+
+describe("infraops.app", function()
+  describe("new()", function()
+    it("returns a handler function", function()
+      assert.is_function(new_handler())
+    end)
+  end)
+
+  describe("handler", function()
+    local handle
+    before_each(function()
+      handle = new_handler()
+    end)
+
+    it("serves the APIResourceList on GET /apis/infraops.michael.io/v1", function()
+      local res = handle(request("GET", "/apis/infraops.michael.io/v1"))
+      assert.are.equal(200, res.status)
+      assert.are.equal("application/json", res.headers["Content-Type"])
+      local doc = cjson.decode(res.body)
+      assert.are.equal("APIResourceList", doc.kind)
+      assert.are.equal("infraops.michael.io/v1", doc.groupVersion)
+    end)
+
+    it("serves HEAD like GET", function()
+      local res = handle(request("HEAD", "/apis/infraops.michael.io/v1"))
+      assert.are.equal(200, res.status)
+    end)
+
+    it("serves the APIGroupList on GET /apis without a v2 Accept", function()
+      local res = handle(request("GET", "/apis", { headers = { accept = { "application/json" } } }))
+      assert.are.equal(200, res.status)
+      assert.are.equal("application/json", res.headers["Content-Type"])
+      assert.are.equal("APIGroupList", cjson.decode(res.body).kind)
+    end)
+
+    it("serves the aggregated list on GET /apis with the v2 Accept", function()
+      local res = handle(request("GET", "/apis", { headers = { accept = { V2 } } }))
+      assert.are.equal(200, res.status)
+      assert.are.equal(V2, res.headers["Content-Type"])
+      assert.are.equal("APIGroupDiscoveryList", cjson.decode(res.body).kind)
+    end)
+
+    it("answers POST /apis with a 405 Status", function()
+      assert_status_body(handle(request("POST", "/apis", { body = "{}" })), 405, "MethodNotAllowed")
+    end)
+
+    it("answers DELETE /apis/infraops.michael.io/v1 with a 405 Status", function()
+      assert_status_body(handle(request("DELETE", "/apis/infraops.michael.io/v1")), 405, "MethodNotAllowed")
+    end)
+
+    it("answers GET /healthz with ok", function()
+      local res = handle(request("GET", "/healthz"))
+      assert.are.equal(200, res.status)
+      assert.are.equal("ok", res.body)
+      assert.are.equal("text/plain; charset=utf-8", res.headers["Content-Type"])
+    end)
+
+    it("answers GET /readyz?verbose with the check lines", function()
+      local res = handle(request("GET", "/readyz", { query = { { "verbose", "" } } }))
+      assert.are.equal(200, res.status)
+      assert.are.equal("[+]ping ok\nreadyz check passed\n", res.body)
+    end)
+
+    it("answers GET /livez/ping with ok", function()
+      local res = handle(request("GET", "/livez/ping"))
+      assert.are.equal(200, res.status)
+      assert.are.equal("ok", res.body)
+    end)
+
+    it("answers an unknown health check with a 404 Status", function()
+      assert_status_body(handle(request("GET", "/readyz/nope")), 404, "NotFound")
+    end)
+
+    it("answers PUT /healthz with a 405 Status", function()
+      assert_status_body(handle(request("PUT", "/healthz")), 405, "MethodNotAllowed")
+    end)
+
+    for _, path in ipairs({
+      "/",
+      "/api",
+      "/apis/other.group/v1",
+      "/apis/infraops.michael.io/v1/nodes",
+      "/openapi/v2",
+    }) do
+      it("answers GET " .. path .. " with a 404 Status", function()
+        assert_status_body(handle(request("GET", path)), 404, "NotFound")
+      end)
+    end
+
+    it("answers POST to an unknown path with 404, not 405", function()
+      assert_status_body(handle(request("POST", "/apis/other.group/v1")), 404, "NotFound")
+    end)
+
+    it("answers a trailing slash with a 404 Status", function()
+      assert_status_body(handle(request("GET", "/apis/infraops.michael.io/v1/")), 404, "NotFound")
+    end)
+
+    it("answers a non-canonical path with a 404 Status", function()
+      assert_status_body(handle(request("GET", "/apis/infraops.michael.io/v1/..")), 404, "NotFound")
+      assert_status_body(handle(request("GET", "/apis/infraops.michael.io%2Fv1")), 404, "NotFound")
+      assert_status_body(handle(request("GET", "/apis/%G1")), 404, "NotFound")
+    end)
+
+    it("answers a malformed query escape with a 400 Status", function()
+      local res = handle(request("GET", "/apis/infraops.michael.io/v1", { query = { { "a", "%G1" } } }))
+      assert_status_body(res, 400, "BadRequest")
+    end)
+
+    it("answers a malformed query escape on an unknown path with 400", function()
+      assert_status_body(handle(request("GET", "/nowhere", { query = { { "x%", "" } } })), 400, "BadRequest")
+    end)
+
+    it("sets Audit-Id to the request id on every response", function()
+      local cases = {
+        request("GET", "/apis/infraops.michael.io/v1", { id = "id-ok" }),
+        request("GET", "/healthz", { id = "id-health" }),
+        request("POST", "/apis", { id = "id-405" }),
+        request("GET", "/missing", { id = "id-404" }),
+        request("GET", "/apis/", { id = "id-bad-path" }),
+        request("GET", "/apis", { id = "id-400", query = { { "%", "" } } }),
+      }
+      for _, req in ipairs(cases) do
+        local res = handle(req)
+        assert.are.equal(req.id, res.headers["Audit-Id"], req.method .. " " .. req.path)
+      end
+    end)
+
+    it("sets user to the CN of a verified client certificate", function()
+      local res = handle(request("GET", "/apis/infraops.michael.io/v1", { peer = alice_peer() }))
+      assert.are.equal("alice", res.user)
+      local res404 = handle(request("GET", "/missing", { peer = alice_peer() }))
+      assert.are.equal("alice", res404.user)
+    end)
+
+    it("sets user to system:anonymous without a verified client certificate", function()
+      assert.are.equal("system:anonymous", handle(request("GET", "/healthz")).user)
+      local front_proxy = alice_peer()
+      front_proxy.verified_client_ca = false
+      front_proxy.verified_requestheader = true
+      front_proxy.common_name = "front-proxy-client"
+      assert.are.equal("system:anonymous", handle(request("GET", "/healthz", { peer = front_proxy })).user)
+    end)
+
+    it("sets user to system:anonymous on error responses", function()
+      assert.are.equal("system:anonymous", handle(request("GET", "/apis/")).user)
+      assert.are.equal("system:anonymous", handle(request("GET", "/apis", { query = { { "%", "" } } })).user)
+    end)
+
+    it("ignores a forged X-Remote-User header from an anonymous peer", function()
+      local res = handle(request("GET", "/apis/infraops.michael.io/v1", {
+        headers = {
+          ["x-remote-user"] = { "system:admin" },
+          ["x-remote-group"] = { "system:masters" },
+        },
+      }))
+      assert.are.equal(200, res.status)
+      assert.are.equal("system:anonymous", res.user)
+    end)
+
+    it("ignores a forged X-Remote-User header from an unverified certificate", function()
+      local peer = { presented = true, verified_client_ca = false, verified_requestheader = false }
+      local res = handle(request("GET", "/healthz", {
+        peer = peer,
+        headers = { ["x-remote-user"] = { "system:admin" } },
+      }))
+      assert.are.equal("system:anonymous", res.user)
+    end)
+  end)
+end)
