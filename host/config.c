@@ -33,13 +33,30 @@ enum flag_id {
     FLAG_IDLE_CONNECTION_TIMEOUT,
     FLAG_SHUTDOWN_TIMEOUT,
     FLAG_TLS_RELOAD_INTERVAL,
+    FLAG_KUBECONFIG,
+    FLAG_CONTEXT,
+    FLAG_AUTHENTICATION_SKIP_LOOKUP,
+    FLAG_AUTHENTICATION_TOLERATE_LOOKUP_FAILURE,
+    FLAG_AUTHENTICATION_LOOKUP_INTERVAL,
+    FLAG_AUTHENTICATION_TOKEN_WEBHOOK_CACHE_TTL,
+    FLAG_REQUESTHEADER_ALLOWED_NAMES,
+    FLAG_REQUESTHEADER_USERNAME_HEADERS,
+    FLAG_REQUESTHEADER_GROUP_HEADERS,
+    FLAG_REQUESTHEADER_EXTRA_HEADERS_PREFIX,
+    FLAG_REQUESTHEADER_UID_HEADERS,
+    FLAG_AUTHORIZATION_ALWAYS_ALLOW_PATHS,
+    FLAG_AUTHORIZATION_CACHE_AUTHORIZED_TTL,
+    FLAG_AUTHORIZATION_CACHE_UNAUTHORIZED_TTL,
     FLAG_COUNT
 };
+
+enum flag_kind { FLAG_VALUE, FLAG_BOOL, FLAG_DURATION };
 
 struct flag_def {
     const char *name;
     const char *default_value; /* NULL: unset */
     const char *help;
+    enum flag_kind kind; /* FLAG_BOOL: "--name" alone means true; checked in config_parse */
 };
 
 /* kube-apiserver's names where kube has one. Order is the order of --help. */
@@ -73,11 +90,57 @@ static const struct flag_def flag_defs[FLAG_COUNT] = {
                                "memory for one request's line and headers; beyond it: 431"},
     [FLAG_MAX_CONNECTIONS] = {"max-connections", "1024", "open client connections at once"},
     [FLAG_IDLE_CONNECTION_TIMEOUT] = {"idle-connection-timeout", "90s",
-                                      "close a connection idle for this long"},
+                                      "close a connection idle for this long", FLAG_DURATION},
     [FLAG_SHUTDOWN_TIMEOUT] = {"shutdown-timeout", "30s",
-                               "on SIGTERM, how long in-flight requests may take to finish"},
+                               "on SIGTERM, how long in-flight requests may take to finish",
+                               FLAG_DURATION},
     [FLAG_TLS_RELOAD_INTERVAL] = {"tls-reload-interval", "1s",
-                                  "how often certificate and CA files are checked for changes"},
+                                  "how often certificate and CA files are checked for changes",
+                                  FLAG_DURATION},
+    [FLAG_KUBECONFIG] = {"kubeconfig", NULL,
+                         "kubeconfig for the Kubernetes API (default: in-cluster service "
+                         "account, else $KUBECONFIG, else ~/.kube/config)"},
+    [FLAG_CONTEXT] = {"context", NULL, "kubeconfig context to use (default: current-context)"},
+    [FLAG_AUTHENTICATION_SKIP_LOOKUP] = {"authentication-skip-lookup", "false",
+                                         "do not read kube-system/extension-apiserver-"
+                                         "authentication; use the flags only",
+                                         FLAG_BOOL},
+    [FLAG_AUTHENTICATION_TOLERATE_LOOKUP_FAILURE] =
+        {"authentication-tolerate-lookup-failure", "false",
+         "start even if the authentication ConfigMap cannot be read (requests that need it "
+         "are refused until it can)",
+         FLAG_BOOL},
+    [FLAG_AUTHENTICATION_LOOKUP_INTERVAL] = {"authentication-lookup-interval", "30s",
+                                             "how often the authentication ConfigMap is re-read",
+                                             FLAG_DURATION},
+    [FLAG_AUTHENTICATION_TOKEN_WEBHOOK_CACHE_TTL] = {"authentication-token-webhook-cache-ttl",
+                                                     "10s",
+                                                     "how long TokenReview answers are cached",
+                                                     FLAG_DURATION},
+    [FLAG_REQUESTHEADER_ALLOWED_NAMES] = {"requestheader-allowed-names", NULL,
+                                          "client certificate CNs allowed to send front-proxy "
+                                          "headers, comma-separated (empty: any CN from the "
+                                          "request-header CA)"},
+    [FLAG_REQUESTHEADER_USERNAME_HEADERS] = {"requestheader-username-headers", "x-remote-user",
+                                             "headers carrying the user name, comma-separated"},
+    [FLAG_REQUESTHEADER_GROUP_HEADERS] = {"requestheader-group-headers", "x-remote-group",
+                                          "headers carrying the groups, comma-separated"},
+    [FLAG_REQUESTHEADER_EXTRA_HEADERS_PREFIX] = {"requestheader-extra-headers-prefix",
+                                                 "x-remote-extra-",
+                                                 "header prefixes carrying user extras, "
+                                                 "comma-separated"},
+    [FLAG_REQUESTHEADER_UID_HEADERS] = {"requestheader-uid-headers", NULL,
+                                        "headers carrying the user UID, comma-separated"},
+    [FLAG_AUTHORIZATION_ALWAYS_ALLOW_PATHS] = {"authorization-always-allow-paths",
+                                               "/healthz,/readyz,/livez",
+                                               "paths served without authentication or "
+                                               "authorization (an entry ending in * is a prefix)"},
+    [FLAG_AUTHORIZATION_CACHE_AUTHORIZED_TTL] = {"authorization-webhook-cache-authorized-ttl",
+                                                 "10s", "how long an allowed decision is cached",
+                                                 FLAG_DURATION},
+    [FLAG_AUTHORIZATION_CACHE_UNAUTHORIZED_TTL] = {"authorization-webhook-cache-unauthorized-ttl",
+                                                   "10s", "how long a denied decision is cached",
+                                                   FLAG_DURATION},
 };
 
 static const char *flag_values[FLAG_COUNT];
@@ -123,6 +186,10 @@ static int take_flag(int argc, char **argv, int i)
     }
     if (eq != NULL) {
         flag_values[id] = eq + 1;
+        return 1;
+    }
+    if (flag_defs[id].kind == FLAG_BOOL) {
+        flag_values[id] = "true"; /* "--name" alone; "--name=false" to turn it off */
         return 1;
     }
     if (i + 1 >= argc) {
@@ -245,6 +312,23 @@ static bool fill_limits(struct host_config *cfg)
            fill_duration(FLAG_TLS_RELOAD_INTERVAL, 0.05, &cfg->tls_reload_interval);
 }
 
+/* Flags the host does not use itself are still checked here, so a typo fails
+ * start-up with one line instead of surprising the Lua side later. */
+static bool check_kinds(void)
+{
+    for (size_t i = 0; i < FLAG_COUNT; i++) {
+        double seconds = 0;
+        if (flag_values[i] == NULL)
+            continue;
+        if (flag_defs[i].kind == FLAG_BOOL && strcmp(flag_values[i], "true") != 0 &&
+            strcmp(flag_values[i], "false") != 0)
+            return bad_value((enum flag_id)i, "want true or false");
+        if (flag_defs[i].kind == FLAG_DURATION && !config_parse_duration(flag_values[i], &seconds))
+            return bad_value((enum flag_id)i, "want a duration such as 500ms, 30s or 5m");
+    }
+    return true;
+}
+
 enum config_result config_parse(int argc, char **argv, struct host_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -268,7 +352,7 @@ enum config_result config_parse(int argc, char **argv, struct host_config *cfg)
             return CONFIG_EXIT_USAGE;
         i += used;
     }
-    if (!fill_log(cfg) || !fill_limits(cfg) || !fill_paths(cfg))
+    if (!check_kinds() || !fill_log(cfg) || !fill_limits(cfg) || !fill_paths(cfg))
         return CONFIG_EXIT_USAGE;
     return CONFIG_OK;
 }
@@ -301,7 +385,8 @@ bool config_check_files(const struct host_config *cfg, char *err, size_t errlen)
         if (!check_readable(files[i], false, err, errlen))
             return false;
     }
-    return check_readable(FLAG_LUA_DIR, true, err, errlen) &&
+    return check_readable(FLAG_KUBECONFIG, false, err, errlen) &&
+           check_readable(FLAG_LUA_DIR, true, err, errlen) &&
            check_readable(FLAG_PROVIDERS_DIR, true, err, errlen);
 }
 

@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* myapiserver: flags -> TLS material -> Lua states -> HTTPS server, then wait
  * for SIGTERM/SIGINT and shut down gracefully. No request logic lives here. */
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,49 +11,35 @@
 #include "bindings/log.h"
 #include "config.h"
 #include "http_server.h"
+#include "periodic.h"
+#include "script_runtime.h"
 #include "state_pool.h"
 #include "tls_store.h"
 
 /* Idle Lua states kept for reuse; busier moments create more, then close them. */
 enum { MAX_IDLE_LUA_STATES = 16 };
 
-struct reloader {
-    pthread_t thread;
-    pthread_mutex_t lock;
-    pthread_cond_t wake;
-    bool stop;
-    struct tls_store *tls;
-    double interval;
+/* The Lua periodic task is called this often; it decides itself what is due. */
+#define LUA_TICK_INTERVAL 1.0
+
+/* The Lua app's periodic task runs in a state of its own (see script_runtime_tick). */
+struct background {
+    lua_State *L;
 };
 
-static void *reload_loop(void *arg)
+static void run_tls_reload(void *context)
 {
-    struct reloader *r = arg;
-    pthread_mutex_lock(&r->lock);
-    while (!r->stop) {
-        struct timespec at;
-        clock_gettime(CLOCK_REALTIME, &at);
-        long long ns = (long long)at.tv_nsec + (long long)(r->interval * 1e9);
-        at.tv_sec += (time_t)(ns / 1000000000LL);
-        at.tv_nsec = (long)(ns % 1000000000LL);
-        pthread_cond_timedwait(&r->wake, &r->lock, &at);
-        if (r->stop)
-            break;
-        pthread_mutex_unlock(&r->lock);
-        tls_store_reload_if_changed(r->tls);
-        pthread_mutex_lock(&r->lock);
-    }
-    pthread_mutex_unlock(&r->lock);
-    return NULL;
+    tls_store_reload_if_changed(context);
 }
 
-static void reloader_stop(struct reloader *r)
+static void run_lua_tick(void *context)
 {
-    pthread_mutex_lock(&r->lock);
-    r->stop = true;
-    pthread_cond_signal(&r->wake);
-    pthread_mutex_unlock(&r->lock);
-    pthread_join(r->thread, NULL);
+    struct background *bg = context;
+    char err[1024];
+    if (!script_runtime_tick(bg->L, false, err, sizeof err)) {
+        const char *fields[] = {"error", err, NULL};
+        log_write(LOG_LEVEL_WARN, "periodic task failed", fields);
+    }
 }
 
 static int fail(int code, const char *message)
@@ -87,23 +72,41 @@ static void shut_down(struct http_server *server, double timeout, int signal_num
 }
 
 static int serve(const struct host_config *cfg, struct tls_store *tls, struct state_pool *pool,
-                 sigset_t *signals)
+                 struct background *bg, sigset_t *signals)
 {
     char err[1024];
     struct http_server *server = http_server_start(cfg, tls, pool, err, sizeof err);
     if (server == NULL)
         return fail(1, err);
-    struct reloader reloader = {.tls = tls, .interval = cfg->tls_reload_interval};
-    pthread_mutex_init(&reloader.lock, NULL);
-    pthread_cond_init(&reloader.wake, NULL);
-    pthread_create(&reloader.thread, NULL, reload_loop, &reloader);
+    const struct periodic_task tasks[] = {
+        {cfg->tls_reload_interval, run_tls_reload, tls},
+        {LUA_TICK_INTERVAL, run_lua_tick, bg},
+    };
+    struct periodic *periodic = periodic_start(tasks, sizeof tasks / sizeof tasks[0]);
+    if (periodic == NULL) {
+        http_server_stop(server);
+        return fail(1, "cannot start the background thread");
+    }
     log_started(http_server_port(server), cfg);
     int signal_number = 0;
     sigwait(signals, &signal_number);
     shut_down(server, cfg->shutdown_timeout, signal_number);
-    reloader_stop(&reloader);
-    pthread_mutex_destroy(&reloader.lock);
-    pthread_cond_destroy(&reloader.wake);
+    periodic_stop(periodic);
+    return 0;
+}
+
+/* The first run of the periodic task happens before serving, so what it loads
+ * (the authentication ConfigMap) is there for the first request. */
+static int start_background(const struct runtime_options *options, struct background *bg)
+{
+    char err[1024];
+    bg->L = script_runtime_new(options, err, sizeof err);
+    if (bg->L == NULL)
+        return fail(1, err);
+    if (!script_runtime_tick(bg->L, true, err, sizeof err)) {
+        script_runtime_close(bg->L);
+        return fail(1, err);
+    }
     return 0;
 }
 
@@ -135,14 +138,22 @@ int main(int argc, char **argv)
     struct tls_store *tls = tls_store_open(&paths, err, sizeof err);
     if (tls == NULL)
         return fail(2, err);
-    struct runtime_options options = {cfg.lua_dir, cfg.providers_dir};
+    struct runtime_options options = {cfg.lua_dir, cfg.providers_dir, tls};
+    struct background bg = {NULL};
+    int rc = start_background(&options, &bg);
+    if (rc != 0) {
+        tls_store_close(tls);
+        return rc;
+    }
     struct state_pool *pool = state_pool_new(&options, MAX_IDLE_LUA_STATES, err, sizeof err);
     if (pool == NULL) {
+        script_runtime_close(bg.L);
         tls_store_close(tls);
         return fail(1, err);
     }
-    int rc = serve(&cfg, tls, pool, &signals);
+    rc = serve(&cfg, tls, pool, &bg, &signals);
     state_pool_free(pool);
+    script_runtime_close(bg.L);
     tls_store_close(tls);
     return rc;
 }

@@ -15,8 +15,10 @@
 #include "bindings/log.h"
 #include "build_info.h"
 #include "config.h"
+#include "tls_binding.h"
 
 #define REGISTRY_HANDLE "myapiserver.handle"
+#define REGISTRY_TICK "myapiserver.tick"
 
 /* Least privilege for trusted code, not a security boundary: no io, no debug,
  * no os.execute, no loading C code from disk. */
@@ -93,7 +95,7 @@ static int locked_newindex(lua_State *L)
     return luaL_error(L, "assignment to undeclared global '%s'", luaL_optstring(L, 2, "?"));
 }
 
-/* Runs: handle = require("infraops.app").new(config); then locks _G. */
+/* Runs: handle, tick = require("infraops.app").new(config); then locks _G. */
 static int load_app(lua_State *L)
 {
     lua_getglobal(L, "require");
@@ -101,9 +103,12 @@ static int load_app(lua_State *L)
     lua_call(L, 1, 1); /* [app] */
     lua_getfield(L, -1, "new");
     push_config(L);
-    lua_call(L, 1, 1); /* [app, handle] */
-    if (!lua_isfunction(L, -1))
+    lua_call(L, 1, 2); /* [app, handle, tick] */
+    if (!lua_isfunction(L, -2))
         return luaL_error(L, "infraops.app.new(config) must return the request handler function");
+    if (!lua_isnil(L, -1) && !lua_isfunction(L, -1))
+        return luaL_error(L, "infraops.app.new(config): the periodic task must be a function");
+    lua_setfield(L, LUA_REGISTRYINDEX, REGISTRY_TICK);
     lua_setfield(L, LUA_REGISTRYINDEX, REGISTRY_HANDLE);
     lua_pushglobaltable(L);
     lua_createtable(L, 0, 1);
@@ -123,6 +128,8 @@ lua_State *script_runtime_new(const struct runtime_options *options, char *err, 
     open_allowed_libraries(L);
     set_package_paths(L, options);
     bindings_preload(L);
+    if (options->tls != NULL)
+        tls_binding_register(L, options->tls);
     lua_pushcfunction(L, message_handler);
     lua_pushcfunction(L, load_app);
     if (lua_pcall(L, 0, 0, -2) != LUA_OK) {
@@ -132,6 +139,28 @@ lua_State *script_runtime_new(const struct runtime_options *options, char *err, 
     }
     lua_pop(L, 1);
     return L;
+}
+
+bool script_runtime_tick(lua_State *L, bool first, char *err, size_t errlen)
+{
+    int base = lua_gettop(L);
+    lua_pushcfunction(L, message_handler);
+    if (lua_getfield(L, LUA_REGISTRYINDEX, REGISTRY_TICK) != LUA_TFUNCTION) {
+        lua_settop(L, base);
+        return true;
+    }
+    lua_pushboolean(L, first);
+    bool ok = true;
+    if (lua_pcall(L, 1, 2, base + 1) != LUA_OK) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        ok = false;
+    } else if (!lua_toboolean(L, -2)) {
+        const char *why = lua_tostring(L, -1);
+        snprintf(err, errlen, "%s", why != NULL ? why : "periodic task failed");
+        ok = false;
+    }
+    lua_settop(L, base);
+    return ok;
 }
 
 void script_runtime_close(lua_State *L)

@@ -12,9 +12,12 @@
 
 #include "peer_identity.h"
 
+struct tls_store;
+
 struct runtime_options {
     const char *lua_dir;
     const char *providers_dir;
+    struct tls_store *tls; /* for host.tls; NULL: the module is absent */
 };
 
 struct name_value {
@@ -62,6 +65,11 @@ void script_runtime_handle(lua_State *L, const struct request_view *req, struct 
 void response_set_status(struct response *res, int code, const char *reason, const char *message);
 
 void response_free(struct response *res);
+
+/// Runs the app's periodic task (the second value infraops.app.new returned,
+/// if any), passing `first`. Returns false with err filled when the task
+/// returned nil, err or raised; true otherwise (also when there is no task).
+bool script_runtime_tick(lua_State *L, bool first, char *err, size_t errlen);
 
 void script_runtime_close(lua_State *L);
 

@@ -34,6 +34,10 @@ struct generation_box {
 
 struct tls_store {
     const char *paths[FILE_COUNT];
+    /* CA bundles from the cluster (the authentication ConfigMap), used for the
+     * CAs that no flag names; NULL when none. Guarded by reload_lock. */
+    char *cluster_pems[FILE_COUNT];
+    pthread_mutex_t reload_lock;              /* one reload at a time: file watcher or ConfigMap */
     struct file_stamp stamps[FILE_COUNT];     /* of the files behind `current` */
     struct file_stamp bad_stamps[FILE_COUNT]; /* last change that failed: logged once */
     pthread_mutex_t lock;
@@ -117,19 +121,44 @@ static int load_key_pair(struct tls_generation *g, const char *cert, const char 
     return 0;
 }
 
-static int load_ca(const char *flag, const char *path, gnutls_x509_trust_list_t *out, char *err,
-                   size_t errlen)
+int tls_trust_list_from_pem(const char *pem, gnutls_x509_trust_list_t *out, char *err,
+                            size_t errlen)
+{
+    gnutls_x509_trust_list_t list = NULL;
+    gnutls_datum_t data = {(unsigned char *)pem, (unsigned)strlen(pem)};
+    int rc = gnutls_x509_trust_list_init(&list, 0);
+    if (rc == 0) {
+        rc = gnutls_x509_trust_list_add_trust_mem(list, &data, NULL, GNUTLS_X509_FMT_PEM, 0, 0);
+        if (rc == 0)
+            rc = GNUTLS_E_NO_CERTIFICATE_FOUND;
+    }
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot load CA bundle: %s", gnutls_strerror(rc));
+        if (list != NULL)
+            gnutls_x509_trust_list_deinit(list, 1);
+        return rc;
+    }
+    *out = list;
+    return 0;
+}
+
+/* A CA named by a flag comes from its file; otherwise from the cluster, if given. */
+static int load_ca(const char *flag, const char *path, const char *cluster_pem,
+                   gnutls_x509_trust_list_t *out, char *err, size_t errlen)
 {
     char reason[512];
-    if (path == NULL)
-        return 0;
-    int rc = tls_trust_list_from_file(path, out, reason, sizeof reason);
+    int rc = 0;
+    if (path != NULL)
+        rc = tls_trust_list_from_file(path, out, reason, sizeof reason);
+    else if (cluster_pem != NULL)
+        rc = tls_trust_list_from_pem(cluster_pem, out, reason, sizeof reason);
     if (rc < 0)
-        snprintf(err, errlen, "%s: %s", flag, reason);
+        snprintf(err, errlen, "%s: %s", path != NULL ? flag : "cluster CA bundle", reason);
     return rc;
 }
 
-static struct generation_box *generation_load(const char *const paths[FILE_COUNT], char *err,
+static struct generation_box *generation_load(const char *const paths[FILE_COUNT],
+                                              char *const cluster_pems[FILE_COUNT], char *err,
                                               size_t errlen)
 {
     struct generation_box *box = calloc(1, sizeof *box);
@@ -140,10 +169,10 @@ static struct generation_box *generation_load(const char *const paths[FILE_COUNT
     atomic_init(&box->refs, 1);
     struct tls_generation *g = &box->generation;
     if (load_key_pair(g, paths[FILE_CERT], paths[FILE_KEY], err, errlen) < 0 ||
-        load_ca(file_flags[FILE_CLIENT_CA], paths[FILE_CLIENT_CA], &g->client_ca, err, errlen) <
-            0 ||
+        load_ca(file_flags[FILE_CLIENT_CA], paths[FILE_CLIENT_CA], cluster_pems[FILE_CLIENT_CA],
+                &g->client_ca, err, errlen) < 0 ||
         load_ca(file_flags[FILE_REQUESTHEADER_CA], paths[FILE_REQUESTHEADER_CA],
-                &g->requestheader_ca, err, errlen) < 0) {
+                cluster_pems[FILE_REQUESTHEADER_CA], &g->requestheader_ca, err, errlen) < 0) {
         generation_free(box);
         return NULL;
     }
@@ -163,13 +192,14 @@ struct tls_store *tls_store_open(const struct tls_paths *paths, char *err, size_
     store->paths[FILE_REQUESTHEADER_CA] = paths->requestheader_client_ca_file;
     for (int i = 0; i < FILE_COUNT; i++)
         stamp_file(store->paths[i], &store->stamps[i]);
-    store->current = generation_load(store->paths, err, errlen);
+    store->current = generation_load(store->paths, store->cluster_pems, err, errlen);
     if (store->current == NULL) {
         free(store);
         return NULL;
     }
     store->current->generation.id = store->next_id = 1;
     pthread_mutex_init(&store->lock, NULL);
+    pthread_mutex_init(&store->reload_lock, NULL);
     return store;
 }
 
@@ -204,23 +234,8 @@ static bool files_changed(struct tls_store *store, struct file_stamp now[FILE_CO
     return changed && !all_known_bad;
 }
 
-bool tls_store_reload_if_changed(struct tls_store *store)
+static void install_generation(struct tls_store *store, struct generation_box *box, const char *why)
 {
-    struct file_stamp now[FILE_COUNT];
-    if (!files_changed(store, now))
-        return false;
-    char err[1024];
-    struct generation_box *box = generation_load(store->paths, err, sizeof err);
-    if (box == NULL) {
-        memcpy(store->bad_stamps, now, sizeof now);
-        const char *fields[] = {"error", err, NULL};
-        log_write(LOG_LEVEL_ERROR,
-                  "TLS files changed but cannot be loaded; still serving the "
-                  "previous certificates",
-                  fields);
-        return false;
-    }
-    memcpy(store->stamps, now, sizeof now);
     pthread_mutex_lock(&store->lock);
     struct generation_box *old = store->current;
     box->generation.id = ++store->next_id;
@@ -229,9 +244,77 @@ bool tls_store_reload_if_changed(struct tls_store *store)
     tls_generation_release(&old->generation);
     char id[32];
     snprintf(id, sizeof id, "%lu", box->generation.id);
-    const char *fields[] = {"generation", id, NULL};
+    const char *fields[] = {"generation", id, "cause", why, NULL};
     log_write(LOG_LEVEL_INFO, "reloaded TLS certificates and CA bundles", fields);
+}
+
+bool tls_store_reload_if_changed(struct tls_store *store)
+{
+    struct file_stamp now[FILE_COUNT];
+    pthread_mutex_lock(&store->reload_lock);
+    if (!files_changed(store, now)) {
+        pthread_mutex_unlock(&store->reload_lock);
+        return false;
+    }
+    char err[1024];
+    struct generation_box *box =
+        generation_load(store->paths, store->cluster_pems, err, sizeof err);
+    if (box == NULL) {
+        memcpy(store->bad_stamps, now, sizeof now);
+        pthread_mutex_unlock(&store->reload_lock);
+        const char *fields[] = {"error", err, NULL};
+        log_write(LOG_LEVEL_ERROR,
+                  "TLS files changed but cannot be loaded; still serving the previous certificates",
+                  fields);
+        return false;
+    }
+    memcpy(store->stamps, now, sizeof now);
+    install_generation(store, box, "files changed");
+    pthread_mutex_unlock(&store->reload_lock);
     return true;
+}
+
+static bool same_text(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static char *copy_text(const char *s)
+{
+    return s != NULL ? strdup(s) : NULL;
+}
+
+int tls_store_set_cluster_cas(struct tls_store *store, const char *client_ca_pem,
+                              const char *requestheader_ca_pem, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&store->reload_lock);
+    if (same_text(client_ca_pem, store->cluster_pems[FILE_CLIENT_CA]) &&
+        same_text(requestheader_ca_pem, store->cluster_pems[FILE_REQUESTHEADER_CA])) {
+        pthread_mutex_unlock(&store->reload_lock);
+        return 0;
+    }
+    char *pems[FILE_COUNT] = {NULL};
+    pems[FILE_CLIENT_CA] = copy_text(client_ca_pem);
+    pems[FILE_REQUESTHEADER_CA] = copy_text(requestheader_ca_pem);
+    struct generation_box *box = generation_load(store->paths, pems, err, errlen);
+    if (box == NULL) {
+        free(pems[FILE_CLIENT_CA]);
+        free(pems[FILE_REQUESTHEADER_CA]);
+        pthread_mutex_unlock(&store->reload_lock);
+        return -1;
+    }
+    for (int i = 0; i < FILE_COUNT; i++) {
+        free(store->cluster_pems[i]);
+        store->cluster_pems[i] = pems[i];
+    }
+    install_generation(store, box, "cluster CA bundles changed");
+    pthread_mutex_unlock(&store->reload_lock);
+    return 1;
+}
+
+bool tls_store_has_file(const struct tls_store *store, enum tls_ca which)
+{
+    return store->paths[which == TLS_CA_CLIENT ? FILE_CLIENT_CA : FILE_REQUESTHEADER_CA] != NULL;
 }
 
 void tls_store_close(struct tls_store *store)
@@ -239,6 +322,9 @@ void tls_store_close(struct tls_store *store)
     if (store == NULL)
         return;
     tls_generation_release(&store->current->generation);
+    for (int i = 0; i < FILE_COUNT; i++)
+        free(store->cluster_pems[i]);
     pthread_mutex_destroy(&store->lock);
+    pthread_mutex_destroy(&store->reload_lock);
     free(store);
 }

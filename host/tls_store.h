@@ -41,7 +41,23 @@ void tls_generation_release(struct tls_generation *generation);
 /// Returns true if a new generation was installed.
 bool tls_store_reload_if_changed(struct tls_store *store);
 
+enum tls_ca { TLS_CA_CLIENT, TLS_CA_REQUESTHEADER };
+
+/// Sets the CA bundles published by the cluster (the authentication ConfigMap),
+/// used only for the CAs no flag names; NULL means none. Returns 1 if a new
+/// generation was installed, 0 if nothing changed, -1 (err filled, nothing
+/// changed) if a bundle does not load.
+int tls_store_set_cluster_cas(struct tls_store *store, const char *client_ca_pem,
+                              const char *requestheader_ca_pem, char *err, size_t errlen);
+
+/// True if a flag names this CA's file (then the cluster's bundle is ignored).
+bool tls_store_has_file(const struct tls_store *store, enum tls_ca which);
+
 void tls_store_close(struct tls_store *store);
+
+/// Loads a PEM CA bundle held in memory into a new trust list.
+int tls_trust_list_from_pem(const char *pem, gnutls_x509_trust_list_t *out, char *err,
+                            size_t errlen);
 
 /// Loads a PEM CA bundle into a new trust list. Exposed for tests.
 int tls_trust_list_from_file(const char *path, gnutls_x509_trust_list_t *out, char *err,
