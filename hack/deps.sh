@@ -8,7 +8,7 @@ build-essential cmake pkg-config
 liblua5.4-dev lua5.4 lua-cjson lua-cjson-dev
 libmicrohttpd-dev libgnutls28-dev nettle-dev libcurl4-gnutls-dev libyaml-dev
 gnutls-bin openssl curl ca-certificates
-lua-busted lua-check python3 procps kubectl
+lua-busted lua-check python3 python3-yaml procps kubectl
 clang-format
 "
 
