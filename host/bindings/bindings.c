@@ -7,11 +7,15 @@
 int luaopen_cjson(lua_State *L); /* from liblua5.4-cjson */
 
 static const luaL_Reg preloads[] = {
-    {"host.crypto", luaopen_host_crypto}, /* crypto.c */
-    {"host.http", luaopen_host_http},     /* http.c */
-    {"host.time", luaopen_host_time},     /* time.c */
-    {"host.log", luaopen_host_log},       /* log.c */
-    {"cjson", luaopen_cjson},             /* lua-cjson */
+    {"host.crypto", luaopen_host_crypto},   /* crypto.c */
+    {"host.http", luaopen_host_http},       /* http.c */
+    {"host.time", luaopen_host_time},       /* time.c */
+    {"host.log", luaopen_host_log},         /* log.c */
+    {"host.fs", luaopen_host_fs},           /* fs.c */
+    {"host.shared", luaopen_host_shared},   /* shared.c */
+    {"host.yaml", luaopen_host_yaml},       /* yaml.c */
+    {"host.process", luaopen_host_process}, /* process.c */
+    {"cjson", luaopen_cjson},               /* lua-cjson */
     {NULL, NULL},
 };
 

@@ -6,10 +6,14 @@
 
 #include <lua.h>
 
-int luaopen_host_crypto(lua_State *L); /* crypto.c: hashes, HMAC, base64, RSA, random */
-int luaopen_host_http(lua_State *L);   /* http.c: libcurl client */
-int luaopen_host_time(lua_State *L);   /* time.c: clock and cloud date formats */
-int luaopen_host_log(lua_State *L);    /* log.c: levelled text/JSON log lines */
+int luaopen_host_crypto(lua_State *L);  /* crypto.c: hashes, HMAC, base64, RSA, random */
+int luaopen_host_http(lua_State *L);    /* http.c: libcurl client */
+int luaopen_host_time(lua_State *L);    /* time.c: clock and cloud date formats */
+int luaopen_host_log(lua_State *L);     /* log.c: levelled text/JSON log lines */
+int luaopen_host_fs(lua_State *L);      /* fs.c: read files, stat, list directories */
+int luaopen_host_shared(lua_State *L);  /* shared.c: process-wide key/value store */
+int luaopen_host_yaml(lua_State *L);    /* yaml.c: YAML documents to Lua values (libyaml) */
+int luaopen_host_process(lua_State *L); /* process.c: run a program with a deadline */
 
 /// Makes every host module (and cjson) loadable with require() in L,
 /// without loading any of them yet (package.preload).

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Lua module `host.time`: wall and monotonic clocks, the UTC date formats that
+/* Lua module `host.time`: wall and monotonic clocks, sleep, the UTC date formats that
  * Kubernetes, HTTP and cloud request signing use, and an RFC 3339 parser.
  * Misuse raises naming the function; an unparsable time returns nil, message, "invalid_time". */
 #include "bindings/bindings.h"
@@ -7,6 +7,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -16,6 +17,8 @@
 /* Kubernetes (Go's RFC 3339) only has four-digit years: 0001-01-01 .. 9999-12-31. */
 #define TIME_MIN_SECONDS (-62135596800.0)
 #define TIME_MAX_SECONDS 253402300799.0
+/* sleep() refuses longer waits: an hour-long block is a caller bug, not a pause. */
+#define SLEEP_MAX_SECONDS 3600
 
 /* English names, so HTTP dates never depend on the process locale. */
 static const char *const day_names[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
@@ -259,6 +262,27 @@ static int time_parse_iso8601(lua_State *L)
     return 1;
 }
 
+/* Blocks only the calling thread (other Lua states keep running). A signal
+ * interrupting nanosleep restarts it with the time that was left. */
+static int time_sleep(lua_State *L)
+{
+    if (lua_type(L, 1) != LUA_TNUMBER)
+        return luaL_error(L, "host.time.sleep: seconds must be a number (got %s)",
+                          luaL_typename(L, 1));
+    double seconds = (double)lua_tonumber(L, 1);
+    if (!(seconds >= 0.0 && seconds <= SLEEP_MAX_SECONDS)) /* also refuses NaN and inf */
+        return luaL_error(L, "host.time.sleep: seconds must be between 0 and %d",
+                          SLEEP_MAX_SECONDS);
+    struct timespec left;
+    left.tv_sec = (time_t)seconds;
+    left.tv_nsec = (long)((seconds - (double)left.tv_sec) * 1e9);
+    if (left.tv_nsec > 999999999L)
+        left.tv_nsec = 999999999L;
+    while (nanosleep(&left, &left) != 0 && errno == EINTR) {
+    }
+    return 0;
+}
+
 static const luaL_Reg time_functions[] = {
     {"now", time_now},
     {"monotonic", time_monotonic},
@@ -268,6 +292,7 @@ static const luaL_Reg time_functions[] = {
     {"rfc1123", time_rfc1123},
     {"date", time_date},
     {"parse_iso8601", time_parse_iso8601},
+    {"sleep", time_sleep}, /* blocks the calling thread only */
     {NULL, NULL},
 };
 

@@ -1,6 +1,10 @@
--- The request handler: everything the host receives goes through handle(req).
--- Routes: health endpoints, API discovery; anything else a 404 Status.
+-- The request handler: everything the host receives goes through handle(req):
+-- decode the path -> authenticate -> authorize -> route (health, discovery;
+-- anything else a 404 Status). new() also returns the periodic task the host
+-- runs in its background state (the authentication ConfigMap refresh).
+local auth_config = require("infraops.auth_config")
 local authn = require("infraops.authn")
+local authz = require("infraops.authz")
 local discovery = require("infraops.discovery")
 local health = require("infraops.health")
 local status = require("infraops.status")
@@ -17,13 +21,120 @@ local function is_read(method)
   return method == "GET" or method == "HEAD"
 end
 
---- Builds the handler.
+local function seconds(flags, name, default)
+  local text = flags[name]
+  if not text then
+    return default
+  end
+  local total = 0
+  for number, unit in text:gmatch("([%d%.]+)(%a+)") do
+    total = total + tonumber(number) * ({ ms = 0.001, s = 1, m = 60, h = 3600 })[unit]
+  end
+  return total
+end
+
+local function split(text)
+  local out = {}
+  for item in (text or ""):gmatch("[^,]+") do
+    out[#out + 1] = item
+  end
+  return out
+end
+
+-- The Kubernetes API client, or nil and why (not every deployment needs one:
+-- client certificates of system:masters users work without it).
+local function kubernetes(config, deps)
+  if deps.k8s ~= nil then
+    return deps.k8s or nil, deps.k8s_error
+  end
+  local kubeconfig = require("infraops.k8s.kubeconfig")
+  local client = require("infraops.k8s.client")
+  local connection, err = kubeconfig.resolve({
+    kubeconfig = config.flags.kubeconfig, context = config.flags.context,
+  }, deps.k8s_deps or {})
+  if not connection then
+    return nil, err
+  end
+  return client.new(connection, { version = config.version, log = deps.log })
+end
+
+local function token_reviewer(k8s, k8s_error, within)
+  return function(token)
+    if not k8s then
+      return nil, "cannot review bearer tokens: " .. tostring(k8s_error)
+    end
+    local review, err = k8s:post("/apis/authentication.k8s.io/v1/tokenreviews", {
+      apiVersion = "authentication.k8s.io/v1", kind = "TokenReview", spec = { token = token },
+    }, { retry = true, deadline = within(10) })
+    if not review then
+      return nil, "TokenReview failed: " .. err.message
+    end
+    local st = review.status or {}
+    if not st.authenticated then
+      return false
+    end
+    local user = st.user or {}
+    return { name = user.username, uid = user.uid, groups = user.groups or {}, extra = user.extra or {} }
+  end
+end
+
+local function access_reviewer(k8s, k8s_error, within)
+  return function(spec)
+    if not k8s then
+      return nil, "cannot check authorization: " .. tostring(k8s_error)
+    end
+    local review, err = k8s:post("/apis/authorization.k8s.io/v1/subjectaccessreviews", {
+      apiVersion = "authorization.k8s.io/v1", kind = "SubjectAccessReview", spec = spec,
+    }, { retry = true, deadline = within(10) })
+    if not review then
+      return nil, "SubjectAccessReview failed: " .. err.message
+    end
+    return review.status or {}
+  end
+end
+
+--- Builds the handler and the periodic task.
 -- @tparam table config { version = string, flags = { [flag] = string } }
--- @tparam[opt] table deps injected modules: { log = host.log-like }
+-- @tparam[opt] table deps injected: log, shared, crypto, cjson, tls, monotonic,
+--   k8s (a client, or false for none) and k8s_error
 -- @treturn function handle(req) -> { status, headers, body, user }
-function app.new(_config, deps)
+-- @treturn function tick(first) -> true | nil, err
+function app.new(config, deps)
   deps = deps or {}
+  local flags = config.flags
   local log = deps.log or require("host.log")
+  local shared = deps.shared or require("host.shared")
+  local crypto = deps.crypto or require("host.crypto")
+  local cjson = deps.cjson or require("cjson")
+  local tls = deps.tls
+  if tls == nil then
+    local ok, module = pcall(require, "host.tls")
+    tls = ok and module or nil
+  end
+  local monotonic = deps.monotonic or require("host.time").monotonic
+  local function within(s)
+    return monotonic() + s
+  end
+  local k8s, k8s_error = kubernetes(config, { k8s = deps.k8s, k8s_error = deps.k8s_error, log = log })
+
+  local trust = auth_config.new({
+    flags = flags, k8s = k8s, tls = tls, shared = shared, cjson = cjson, log = log,
+    monotonic = monotonic,
+    lookup_interval = seconds(flags, "authentication-lookup-interval", 30),
+  })
+  local authenticator = authn.new({
+    settings = trust.requestheader, token_review = token_reviewer(k8s, k8s_error, within),
+    cache = shared, crypto = crypto, cjson = cjson, log = log,
+    token_ttl = seconds(flags, "authentication-token-webhook-cache-ttl", 10),
+  })
+  local allow_paths = split(flags["authorization-always-allow-paths"])
+  local authorizer = authz.new({
+    review = access_reviewer(k8s, k8s_error, within), cache = shared, crypto = crypto, cjson = cjson,
+    allowed_ttl = seconds(flags, "authorization-webhook-cache-authorized-ttl", 10),
+    denied_ttl = seconds(flags, "authorization-webhook-cache-unauthorized-ttl", 10),
+    allow_paths = allow_paths,
+  })
+
   local documents = discovery.new()
   local ping = { name = "ping", run = function() return true end }
   local endpoints = health.new({ healthz = { ping }, livez = { ping }, readyz = { ping } }, log)
@@ -46,20 +157,52 @@ function app.new(_config, deps)
     return status.not_found_path()
   end
 
-  return function(req)
-    local user = authn.identify(req.peer)
+  -- Returns the user and nil, or the user and the refusal to send.
+  local function admit(req, segments, query)
+    local open_path = authz.always_allowed(req.path, allow_paths)
+    local user, why = authenticator.authenticate(req)
+    if not user then
+      log.info("authentication failed", { request_id = req.id, reason = why })
+      if not open_path then
+        return authn.ANONYMOUS, status.failure(401, "Unauthorized", "Unauthorized")
+      end
+      user = authn.ANONYMOUS
+    end
+    if open_path then
+      return user
+    end
+    local attrs = authz.attributes(req.method, segments, query, req.path)
+    local allowed, reason = authorizer.authorize(user, attrs)
+    if allowed == nil then
+      log.warn("authorization could not be checked; denying", { request_id = req.id, error = reason })
+      return user, status.failure(503, "ServiceUnavailable",
+        "authorization could not be checked; please try again later")
+    elseif not allowed then
+      return user, status.failure(403, "Forbidden", authz.forbidden_message(user, attrs, reason), {
+        name = attrs.name, group = attrs.group, kind = attrs.resource,
+      })
+    end
+    return user
+  end
+
+  local function handle(req)
     local segments = url.segments(req.path)
     local query = url.query(req.query)
-    local res
-    if not segments or not query then
-      res = segments and status.bad_request("malformed query string") or status.not_found_path()
+    local user, res
+    if not segments then
+      user, res = authn.ANONYMOUS, status.not_found_path()
+    elseif not query then
+      user, res = authn.ANONYMOUS, status.bad_request("malformed query string")
     else
-      res = route(req, segments, query)
+      user, res = admit(req, segments, query)
+      res = res or route(req, segments, query)
     end
     res.headers["Audit-Id"] = req.id
     res.user = user.name
     return res
   end
+
+  return handle, trust.refresh
 end
 
 return app

@@ -91,7 +91,7 @@ describe("myapiserver process", function()
     local started = installed.entries("serving HTTPS")[1]
     assert.equal(prefix .. "/bin/../share/myapiserver/lua", started.lua_dir)
     local code = shell.run(shell.join({ "curl", "-sf", "--cacert", pki .. "/serving-ca.crt",
-      installed.url("/apis/infraops.michael.io/v1") }))
+      "--cert", pki .. "/admin.crt", "--key", pki .. "/admin.key", installed.url("/apis/infraops.michael.io/v1") }))
     assert.equal(0, code)
     assert.equal(0, installed.stop())
     installed.cleanup()

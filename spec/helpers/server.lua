@@ -39,6 +39,11 @@ function server.start(opts)
   if opts.requestheader_ca ~= false then
     args[#args + 1] = "--requestheader-client-ca-file=" .. (opts.requestheader_ca or pki .. "/front-proxy-ca.crt")
   end
+  if opts.kubeconfig then
+    args[#args + 1] = "--kubeconfig=" .. opts.kubeconfig
+  else
+    args[#args + 1] = "--authentication-skip-lookup" -- no cluster: flags and client certificates only
+  end
   for _, a in ipairs(opts.args or {}) do
     args[#args + 1] = a
   end

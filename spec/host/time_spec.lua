@@ -270,3 +270,59 @@ io.write(table.concat(out, "\n"), "\n")
     assert.are.equal(expected(), out)
   end)
 end)
+
+describe("sleep()", function()
+  it("waits at least the time asked for and returns nothing", function()
+    local start = time.monotonic()
+    assert.are.equal(0, select("#", time.sleep(0.05)))
+    assert.is_true(time.monotonic() - start >= 0.05 - 1e-6)
+    assert.are.equal(0, select("#", time.sleep(0)))
+    time.sleep(1) -- an integer is fine too
+    assert.is_true(time.monotonic() - start >= 1.05 - 1e-6)
+  end)
+
+  it("raises unless seconds is a number in 0..3600", function()
+    for _, bad in ipairs({ -0.001, -1, 3600.001, 1e9, 0 / 0, math.huge, -math.huge, "0.1", {}, true }) do
+      local raised, err = raises(time.sleep, bad)
+      assert.is_true(raised, "accepted " .. tostring(bad))
+      assert.truthy(err:find("host.time.sleep", 1, true), err)
+    end
+    assert.is_true((raises(time.sleep)))
+    assert.is_true((raises(time.sleep, nil)))
+  end)
+
+  it("keeps sleeping the remaining time after a signal interrupts it", function()
+    -- lua5.4 handles SIGINT while a chunk runs: the handler makes nanosleep fail
+    -- with EINTR, then raises "interrupted!" once the C function returns, which
+    -- the child's pcall catches. The signal is sent only once the child is
+    -- blocked (state S in /proc), i.e. inside the sleep.
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w"))
+    f:write(string.format("package.cpath = %q .. package.cpath\n", BUILD .. "/lua/?.so;"), [[
+local time = require("host.time")
+local start = time.monotonic()
+io.write("sleeping\n") io.flush()
+local ok, err = pcall(time.sleep, 1.5)
+io.write(string.format("%s|%s|%.6f\n", tostring(ok), tostring(err), time.monotonic() - start))
+]])
+    f:close()
+    local p = assert(io.popen("sh -c 'echo $$; exec lua5.4 " .. path .. "'"))
+    local pid = assert(tonumber(p:read("l")))
+    assert.are.equal("sleeping", p:read("l"))
+    local state
+    repeat
+      local stat = io.open("/proc/" .. pid .. "/stat")
+      state = stat and stat:read("a"):match("^%d+ %b() (%a)")
+      if stat then stat:close() end
+    until state == "S" or state == nil
+    assert.are.equal("S", state)
+    os.execute("kill -INT " .. pid)
+    local line = p:read("l")
+    p:close()
+    os.remove(path)
+    local ok, err, elapsed = line:match("^(%a+)|(.-)|([%d.]+)$")
+    assert.are.equal("false", ok, line)
+    assert.truthy(err:find("interrupted!", 1, true), line)
+    assert.is_true(tonumber(elapsed) >= 1.5 - 1e-6, line)
+  end)
+end)

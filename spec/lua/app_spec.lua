@@ -2,6 +2,7 @@
 -- request tables shaped like host/script_runtime.c push_request builds them.
 local cjson = require("cjson")
 local app = require("infraops.app")
+local fake_shared = require("spec.helpers.fake_shared")
 
 local V2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 local SHA = string.rep("0f", 32)
@@ -50,8 +51,32 @@ local function request(method, path, opts)
   }
 end
 
-local function new_handler(log)
-  return app.new({ version = "test", flags = {} }, { log = log or fake_log() })
+-- A fake Kubernetes client: SubjectAccessReviews answered by `decide(spec)`
+-- (default: allowed), TokenReviews from `tokens`; every call recorded.
+local function fake_k8s(decide, tokens)
+  local k = { posts = {} }
+  function k.post(_, path, body)
+    k.posts[#k.posts + 1] = { path = path, body = body }
+    if path == "/apis/authorization.k8s.io/v1/subjectaccessreviews" then
+      local verdict, err = (decide or function() return { allowed = true } end)(body.spec)
+      if not verdict then
+        return nil, { code = "unavailable", message = err }
+      end
+      return { status = verdict }
+    end
+    local user = (tokens or {})[body.spec.token]
+    return { status = { authenticated = user ~= nil, user = user } }
+  end
+  return k
+end
+
+local FLAGS = { ["authorization-always-allow-paths"] = "/healthz,/readyz,/livez" }
+
+local function new_handler(log, k8s)
+  return app.new({ version = "test", flags = FLAGS }, {
+    log = log or fake_log(), shared = fake_shared.new(), k8s = k8s or fake_k8s(),
+    monotonic = function() return 0 end,
+  })
 end
 
 local function assert_status_body(res, code, reason)
@@ -229,6 +254,59 @@ describe("infraops.app", function()
         headers = { ["x-remote-user"] = { "system:admin" } },
       }))
       assert.are.equal("system:anonymous", res.user)
+    end)
+  end)
+
+  describe("authentication and authorization", function()
+    local function status_of(res)
+      return cjson.decode(res.body)
+    end
+
+    it("refuses an untrusted certificate with 401 except on always-allow paths", function()
+      local handle = new_handler()
+      local rogue = { presented = true, verified_client_ca = false, verified_requestheader = false }
+      local res = handle(request("GET", "/apis/infraops.michael.io/v1", { peer = rogue }))
+      assert.are.equal(401, res.status)
+      assert.are.equal("Unauthorized", status_of(res).reason)
+      assert.are.equal(200, handle(request("GET", "/readyz", { peer = rogue })).status)
+    end)
+
+    it("answers a denied review with kube's Forbidden Status", function()
+      local handle = new_handler(nil, fake_k8s(function() return { allowed = false } end))
+      local res = handle(request("GET", "/apis/infraops.michael.io/v1", { peer = alice_peer() }))
+      assert.are.equal(403, res.status)
+      local st = status_of(res)
+      assert.are.equal("Forbidden", st.reason)
+      assert.are.equal('forbidden: User "alice" cannot get path "/apis/infraops.michael.io/v1"', st.message)
+    end)
+
+    it("denies with 503 when the review cannot be made", function()
+      local handle = new_handler(nil, fake_k8s(function() return nil, "connection refused" end))
+      local res = handle(request("GET", "/apis", { peer = alice_peer() }))
+      assert.are.equal(503, res.status)
+      assert.are.equal("ServiceUnavailable", status_of(res).reason)
+    end)
+
+    it("reviews with the user from a bearer token, never sending the token in the review", function()
+      local k8s = fake_k8s(nil, { ["tok-1"] = { username = "bob", groups = { "dev" } } })
+      local handle = new_handler(nil, k8s)
+      local res = handle(request("GET", "/apis", { headers = { authorization = { "Bearer tok-1" } } }))
+      assert.are.equal(200, res.status)
+      assert.are.equal("bob", res.user)
+      local sar = k8s.posts[#k8s.posts].body.spec
+      assert.are.equal("bob", sar.user)
+      assert.same({ "dev", "system:authenticated" }, sar.groups)
+      assert.is_nil(cjson.encode(sar):find("tok-1", 1, true))
+    end)
+
+    it("does not review system:masters or the always-allow paths", function()
+      local k8s = fake_k8s(function() return { allowed = false } end)
+      local handle = new_handler(nil, k8s)
+      local masters = alice_peer()
+      masters.organizations = { "system:masters" }
+      assert.are.equal(200, handle(request("GET", "/apis", { peer = masters })).status)
+      assert.are.equal(200, handle(request("GET", "/livez")).status)
+      assert.are.equal(0, #k8s.posts)
     end)
   end)
 end)
