@@ -202,7 +202,15 @@ function app.new(config, deps)
     return res
   end
 
-  return handle, trust.refresh
+  local function tick(first)
+    if first and not k8s then
+      log.warn("no Kubernetes API: bearer tokens and SubjectAccessReviews cannot be checked, so only "
+        .. "system:masters client certificates get past the always-allow paths", { reason = tostring(k8s_error) })
+    end
+    return trust.refresh(first)
+  end
+
+  return handle, tick
 end
 
 return app
