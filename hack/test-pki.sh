@@ -20,7 +20,7 @@
 #   front-proxy-ca.crt/.key                  request-header CA
 #     front-proxy-client.crt/.key            CN=front-proxy-client (clientAuth)
 #     front-proxy-other.crt/.key             CN=not-allowed (clientAuth)
-#   rogue-ca.crt/.key                        attacker's CA
+#   rogue-ca.crt/.key                        attacker's CA, same subject as front-proxy-ca
 #     rogue-front-proxy.crt/.key             CN=front-proxy-client
 #     rogue-alice.crt/.key                   CN=alice, O=dev, O=ops
 set -euo pipefail
@@ -173,7 +173,9 @@ sign front-proxy-client "/CN=front-proxy-client" front-proxy-ca v3_client
 sign front-proxy-other "/CN=not-allowed" front-proxy-ca v3_client
 
 # The attacker's look-alikes.
-ca rogue-ca "/CN=myapiserver-test-rogue-ca"
+# The attacker's CA copies the front-proxy CA's subject: only the signature
+# tells them apart, so code that matched issuers by name would be caught.
+ca rogue-ca "/CN=myapiserver-test-front-proxy-ca"
 sign rogue-front-proxy "/CN=front-proxy-client" rogue-ca v3_client
 sign rogue-alice "/CN=alice/O=dev/O=ops" rogue-ca v3_client
 
