@@ -47,6 +47,11 @@ enum flag_id {
     FLAG_AUTHORIZATION_ALWAYS_ALLOW_PATHS,
     FLAG_AUTHORIZATION_CACHE_AUTHORIZED_TTL,
     FLAG_AUTHORIZATION_CACHE_UNAUTHORIZED_TTL,
+    FLAG_NODE_NAME,
+    FLAG_PROTECTED_NODES_SELECTOR,
+    FLAG_RESTART_COOLDOWN,
+    FLAG_RESTART_TIMEOUT,
+    FLAG_LEASE_NAMESPACE,
     FLAG_COUNT
 };
 
@@ -57,6 +62,7 @@ struct flag_def {
     const char *default_value; /* NULL: unset */
     const char *help;
     enum flag_kind kind; /* FLAG_BOOL: "--name" alone means true; checked in config_parse */
+    const char *env;     /* when the flag is absent: this environment variable, if set */
 };
 
 /* kube-apiserver's names where kube has one. Order is the order of --help. */
@@ -141,6 +147,25 @@ static const struct flag_def flag_defs[FLAG_COUNT] = {
     [FLAG_AUTHORIZATION_CACHE_UNAUTHORIZED_TTL] = {"authorization-webhook-cache-unauthorized-ttl",
                                                    "10s", "how long a denied decision is cached",
                                                    FLAG_DURATION},
+    [FLAG_NODE_NAME] = {"node-name", NULL,
+                        "the node this server runs on, which it refuses to restart (default: "
+                        "$MY_NODE_NAME, set from the Downward API)",
+                        FLAG_VALUE, "MY_NODE_NAME"},
+    [FLAG_PROTECTED_NODES_SELECTOR] = {"protected-nodes-selector",
+                                       "node-role.kubernetes.io/control-plane",
+                                       "label selector of nodes that are never restarted (empty: "
+                                       "none)"},
+    [FLAG_RESTART_COOLDOWN] = {"restart-cooldown", "5m",
+                               "after a restart, how long further restarts of that node are "
+                               "refused (409)",
+                               FLAG_DURATION},
+    [FLAG_RESTART_TIMEOUT] = {"restart-timeout", "15m",
+                              "how long a requested restart may take before it shows as TimedOut",
+                              FLAG_DURATION},
+    [FLAG_LEASE_NAMESPACE] = {"lease-namespace", "default",
+                              "namespace of the per-node restart Leases (default: $POD_NAMESPACE, "
+                              "else default)",
+                              FLAG_VALUE, "POD_NAMESPACE"},
 };
 
 static const char *flag_values[FLAG_COUNT];
@@ -332,8 +357,11 @@ static bool check_kinds(void)
 enum config_result config_parse(int argc, char **argv, struct host_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
-    for (size_t i = 0; i < FLAG_COUNT; i++)
-        flag_values[i] = flag_defs[i].default_value;
+    for (size_t i = 0; i < FLAG_COUNT; i++) {
+        const char *from_env = flag_defs[i].env != NULL ? getenv(flag_defs[i].env) : NULL;
+        flag_values[i] =
+            from_env != NULL && from_env[0] != '\0' ? from_env : flag_defs[i].default_value;
+    }
     for (int i = 1; i < argc;) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             print_help(stdout);

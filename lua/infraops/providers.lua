@@ -1,0 +1,241 @@
+-- The provider registry: every *.lua in the providers directories, each loaded
+-- in its own environment (no io, os.execute, require, load or server globals;
+-- writing a global raises), checked against the contract (docs/providers.md),
+-- and given a `ctx` of its own. A script that fails to load is logged and left
+-- out; the others serve. Least privilege for trusted code, not a sandbox
+-- against hostile code: see docs/architecture.md.
+local providers = {}
+
+local API_VERSION = 1
+local MAX_SCRIPT_BYTES = 1024 * 1024
+local MAX_READ_FILE = 64 * 1024
+local MAX_HTTP_TIMEOUT = 20
+
+local BASE = { "assert", "error", "ipairs", "next", "pairs", "pcall", "select", "tonumber", "tostring", "type",
+  "xpcall", "rawequal", "rawget", "rawlen", "rawset", "setmetatable", "getmetatable", "_VERSION" }
+local LIBRARIES = { "string", "table", "math", "utf8", "coroutine" }
+
+local function copy(t)
+  local out = {}
+  for k, v in pairs(t) do
+    out[k] = v
+  end
+  return out
+end
+
+-- A fresh environment per script: copies of the libraries (a script changing
+-- string.format changes only its own copy), globals locked.
+local function environment(name)
+  local env = {}
+  for _, k in ipairs(BASE) do
+    env[k] = _G[k]
+  end
+  for _, lib in ipairs(LIBRARIES) do
+    env[lib] = copy(_G[lib])
+  end
+  env.os = { time = os.time, clock = os.clock, date = os.date }
+  return setmetatable(env, {
+    __newindex = function(_, key)
+      error(("provider %s: assignment to global '%s' (use locals)"):format(name, tostring(key)), 2)
+    end,
+  })
+end
+
+local function check_contract(module, file)
+  if type(module) ~= "table" then
+    return nil, "must return a table"
+  end
+  if type(module.name) ~= "string" or not module.name:match("^[a-z][a-z0-9-]*$") then
+    return nil, "needs a name: lower-case letters, digits and '-'"
+  end
+  if module.api_version ~= API_VERSION then
+    return nil, ("api_version must be %d"):format(API_VERSION)
+  end
+  for _, fn in ipairs({ "match", "restart" }) do
+    if type(module[fn]) ~= "function" then
+      return nil, ("needs a function %s"):format(fn)
+    end
+  end
+  if module.check ~= nil and type(module.check) ~= "function" then
+    return nil, "check must be a function"
+  end
+  return module, file
+end
+
+--- Loads one script from its text. Returns the module, or nil, message.
+function providers.load_script(text, file)
+  local chunk, err = load(text, "@" .. file, "t", environment(file))
+  if not chunk then
+    return nil, err
+  end
+  local ok, module = pcall(chunk)
+  if not ok then
+    return nil, tostring(module)
+  end
+  return check_contract(module, file)
+end
+
+-- The ctx a provider gets (docs/providers.md), built once per provider.
+local function make_ctx(name, deps)
+  local client
+  local function http(req)
+    client = client or deps.http.new({ timeout = MAX_HTTP_TIMEOUT, connect_timeout = 5 })
+    local timeout = math.min(tonumber(req.timeout) or 10, MAX_HTTP_TIMEOUT)
+    return client:request({ method = req.method, url = req.url, headers = req.headers, body = req.body,
+      timeout = timeout })
+  end
+  local prefix = "provider:" .. name .. ":"
+  local log = {}
+  for _, level in ipairs({ "debug", "info", "warn", "error" }) do
+    log[level] = function(message, fields)
+      local f = copy(fields or {})
+      f.provider = name
+      deps.log[level](message, f)
+    end
+  end
+  return {
+    http = http,
+    env = deps.getenv,
+    read_file = function(path)
+      return deps.fs.read_file(path, MAX_READ_FILE)
+    end,
+    cache = {
+      get = function(key) return deps.shared.get(prefix .. key) end,
+      set = function(key, value, ttl) return deps.shared.set(prefix .. key, value, ttl) end,
+      delete = function(key) return deps.shared.delete(prefix .. key) end,
+    },
+    crypto = deps.crypto,
+    time = deps.time,
+    json = {
+      encode = deps.cjson.encode,
+      decode = function(text)
+        local ok, value = pcall(deps.cjson.decode, text)
+        if not ok then
+          return nil, "invalid JSON"
+        end
+        return value
+      end,
+    },
+    xml = deps.xml,
+    sigv4 = deps.sigv4,
+    tc3 = deps.tc3,
+    log = log,
+  }
+end
+
+local function list_scripts(fs, dirs)
+  local files = {}
+  for _, dir in ipairs(dirs) do
+    local names, err = fs.list_dir(dir)
+    if not names then
+      return nil, ("--providers-dir %s: %s"):format(dir, err)
+    end
+    for _, n in ipairs(names) do
+      if n:match("%.lua$") and not n:match("^%.") then
+        files[#files + 1] = dir .. "/" .. n
+      end
+    end
+  end
+  return files
+end
+
+--- Loads every provider. deps: fs, log, http, shared, crypto, time, cjson, xml,
+-- sigv4, tc3, getenv. Returns a registry, or nil, message when a directory
+-- cannot be listed (a misconfiguration, not a broken script).
+function providers.load(dirs, deps)
+  local files, err = list_scripts(deps.fs, dirs)
+  if not files then
+    return nil, err
+  end
+  local loaded, by_name, failed = {}, {}, {}
+  for _, file in ipairs(files) do
+    local text, read_err = deps.fs.read_file(file, MAX_SCRIPT_BYTES)
+    local module, load_err = nil, read_err
+    if text then
+      module, load_err = providers.load_script(text, file)
+    end
+    if module and by_name[module.name] then
+      module, load_err = nil, ("provider name %q already loaded from %s"):format(module.name, by_name[module.name].file)
+    end
+    if module then
+      local entry = { name = module.name, file = file, module = module, ctx = make_ctx(module.name, deps) }
+      loaded[#loaded + 1] = entry
+      by_name[module.name] = entry
+    else
+      failed[#failed + 1] = { file = file, error = load_err }
+      deps.log.error("provider script failed to load; the others still serve", { file = file, error = load_err })
+    end
+  end
+  table.sort(loaded, function(a, b) return a.name < b.name end)
+  return providers.registry(loaded, failed, deps.log)
+end
+
+--- A registry over loaded entries ({name, file, module, ctx}).
+function providers.registry(loaded, failed, log)
+  local self = { failed = failed }
+
+  function self.names()
+    local out = {}
+    for i, e in ipairs(loaded) do
+      out[i] = e.name
+    end
+    return out
+  end
+
+  --- The provider for a node: entry, target; or nil, code, message with code
+  -- no_provider_id | no_match | malformed.
+  function self.match(node)
+    local provider_id = ((node or {}).spec or {}).providerID
+    if type(provider_id) ~= "string" or provider_id == "" then
+      return nil, "no_provider_id", "the node has no spec.providerID"
+    end
+    for _, e in ipairs(loaded) do
+      local ok, target, err = pcall(e.module.match, provider_id, node)
+      if not ok then
+        log.error("provider match raised an error", { provider = e.name, error = tostring(target) })
+      elseif target then
+        return e, target
+      elseif err then
+        return nil, "malformed", ("%s: %s"):format(e.name, tostring(err))
+      end
+    end
+    local names = #loaded > 0 and table.concat(self.names(), ", ") or "none"
+    return nil, "no_match", ("no provider script matches providerID %q (loaded providers: %s)"):format(
+      provider_id, names)
+  end
+
+  --- One reboot attempt: result, or nil, cloud error table (docs/providers.md).
+  function self.restart(entry, target, opts)
+    local ok, result, err = pcall(entry.module.restart, target, opts, entry.ctx)
+    if not ok then
+      log.error("provider restart raised an error", { provider = entry.name, error = tostring(result) })
+      return nil, { reason = "Internal", message = ("provider %s failed"):format(entry.name) }
+    end
+    if result == nil and type(err) ~= "table" then
+      err = { reason = "Internal", message = ("provider %s: %s"):format(entry.name, tostring(err)) }
+    end
+    return result, err
+  end
+
+  --- Readiness of every provider: list of {name, ready, reason}.
+  function self.check()
+    local out = {}
+    for _, e in ipairs(loaded) do
+      local ready, reason = true, nil
+      if e.module.check then
+        local ok, r1, r2 = pcall(e.module.check, e.ctx)
+        if ok then
+          ready, reason = r1 == true, (r1 ~= true and r2) or nil
+        else
+          ready, reason = false, "check raised an error: " .. tostring(r1)
+        end
+      end
+      out[#out + 1] = { name = e.name, ready = ready, reason = reason }
+    end
+    return out
+  end
+
+  return self
+end
+
+return providers
