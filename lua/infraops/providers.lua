@@ -190,7 +190,7 @@ function providers.registry(loaded, failed, log)
       return nil, "no_provider_id", "the node has no spec.providerID"
     end
     for _, e in ipairs(loaded) do
-      local ok, target, err = pcall(e.module.match, provider_id, node)
+      local ok, target, err = pcall(e.module.match, provider_id, node, e.ctx)
       if not ok then
         log.error("provider match raised an error", { provider = e.name, error = tostring(target) })
       elseif target then
