@@ -1,12 +1,16 @@
 -- The request handler: everything the host receives goes through handle(req):
--- decode the path -> authenticate -> authorize -> route (health, discovery;
--- anything else a 404 Status). new() also returns the periodic task the host
+-- decode the path -> authenticate -> authorize -> route (health, discovery,
+-- nodes, nodes/NAME, nodes/NAME/restart; anything else a 404 Status). new() also returns the periodic task the host
 -- runs in its background state (the authentication ConfigMap refresh).
 local auth_config = require("infraops.auth_config")
 local authn = require("infraops.authn")
 local authz = require("infraops.authz")
 local discovery = require("infraops.discovery")
+local guards = require("infraops.guards")
 local health = require("infraops.health")
+local nodes = require("infraops.nodes")
+local providers = require("infraops.providers")
+local restart = require("infraops.restart")
 local status = require("infraops.status")
 local url = require("infraops.url")
 
@@ -135,11 +139,71 @@ function app.new(config, deps)
     allow_paths = allow_paths,
   })
 
+  local time = deps.time or require("host.time")
+  local registry = deps.registry or assert(providers.load(split(flags["providers-dir"]), {
+    fs = deps.fs or require("host.fs"), log = log, http = deps.http or require("host.http"), shared = shared,
+    crypto = crypto, cjson = cjson, xml = require("infraops.xml"),
+    sigv4 = require("infraops.signers.sigv4"), tc3 = require("infraops.signers.tc3"), getenv = os.getenv,
+    time = { now = time.now, amz_date = time.amz_date, iso8601 = time.iso8601, date = time.date,
+      parse_iso8601 = time.parse_iso8601 },
+  }))
+  local node_guards = guards.new({ own_node = flags["node-name"], protected = flags["protected-nodes-selector"] })
+  local node_views = k8s and nodes.new({
+    k8s = k8s, registry = registry, guards = node_guards, crypto = crypto, log = log,
+    lease_namespace = flags["lease-namespace"], restart_timeout = seconds(flags, "restart-timeout", 900),
+    now = time.now, parse_time = time.parse_iso8601,
+  })
+  local restarter = k8s and restart.new({
+    k8s = k8s, registry = registry, guards = node_guards, crypto = crypto, cjson = cjson, log = log,
+    now = time.now, monotonic = monotonic, iso8601 = time.iso8601, iso8601_micro = time.iso8601_micro,
+    parse_time = time.parse_iso8601, sleep = time.sleep, random = math.random,
+    lease_namespace = flags["lease-namespace"], cooldown = seconds(flags, "restart-cooldown", 300),
+    identity = os.getenv("POD_NAME") or os.getenv("HOSTNAME") or "myapiserver",
+  })
+
   local documents = discovery.new()
   local ping = { name = "ping", run = function() return true end }
-  local endpoints = health.new({ healthz = { ping }, livez = { ping }, readyz = { ping } }, log)
+  local ready_checks = { ping }
+  for _, name in ipairs(registry.names()) do
+    -- Optional: a cloud without credentials in a multi-cloud cluster must not
+    -- take the whole API (discovery, the other clouds) out of service.
+    ready_checks[#ready_checks + 1] = { name = "provider-" .. name, optional = true, run = function()
+      for _, c in ipairs(registry.check()) do
+        if c.name == name then
+          return c.ready, c.reason
+        end
+      end
+      return false, "not loaded"
+    end }
+  end
+  local endpoints = health.new({ healthz = { ping }, livez = { ping }, readyz = ready_checks }, log)
 
-  local function route(req, segments, query)
+  -- GET nodes, GET nodes/NAME, POST nodes/NAME/restart under /apis/infraops.michael.io/v1.
+  local function route_nodes(req, segments, query, user)
+    local n, method = #segments, req.method
+    if n > 6 or (n == 6 and segments[6] ~= "restart") then
+      return status.not_found_path()
+    end
+    local wanted = n == 6 and "POST" or "GET"
+    if method ~= wanted and not (wanted == "GET" and method == "HEAD") then
+      return status.method_not_allowed()
+    end
+    if not k8s then
+      return status.failure(503, "ServiceUnavailable", "no Kubernetes API is configured: " .. tostring(k8s_error))
+    end
+    if n == 4 then
+      return node_views:list(query, header(req, "accept"))
+    elseif n == 5 then
+      return node_views:get(segments[5], header(req, "accept"))
+    end
+    return restarter.handle(segments[5], user, req.body, query)
+  end
+
+  local function route(req, segments, query, user)
+    if segments[1] == "apis" and segments[2] == discovery.GROUP and segments[3] == discovery.VERSION
+      and segments[4] == "nodes" then
+      return route_nodes(req, segments, query, user)
+    end
     local is_health = segments[1] == "healthz" or segments[1] == "livez" or segments[1] == "readyz"
     if is_health then
       if not is_read(req.method) then
@@ -195,7 +259,7 @@ function app.new(config, deps)
       user, res = authn.ANONYMOUS, status.bad_request("malformed query string")
     else
       user, res = admit(req, segments, query)
-      res = res or route(req, segments, query)
+      res = res or route(req, segments, query, user)
     end
     res.headers["Audit-Id"] = req.id
     res.user = user.name

@@ -32,7 +32,9 @@ end
 
 --- Creates the health endpoints.
 -- @tparam table checks endpoint name ("healthz", "livez", "readyz") -> list of
---   { name = string, run = function() -> true | false, reason }
+--   { name = string, run = function() -> true | false, reason, optional = bool }
+--   (an optional check is listed with ?verbose and served at /<endpoint>/<name>,
+--   but does not make the endpoint fail)
 -- @tparam[opt] table log host.log-like logger for failed checks
 function health.new(checks, log)
   local self = {}
@@ -72,6 +74,12 @@ function health.new(checks, log)
         local passed, reason = run(check)
         if passed then
           lines[#lines + 1] = "[+]" .. check.name .. " ok"
+        elseif check.optional then -- reported, but does not make the endpoint fail
+          lines[#lines + 1] = "[-]" .. check.name .. " not ready (optional): reason withheld"
+          if log then
+            log.debug("optional health check not passing", { endpoint = endpoint, check = check.name,
+              reason = reason })
+          end
         else
           failed = true
           lines[#lines + 1] = "[-]" .. check.name .. " failed: reason withheld"

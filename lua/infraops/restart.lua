@@ -322,9 +322,10 @@ function restart.new(deps)
     local entry, target_or_code, message = deps.registry.match(node)
     if not entry then
       local field = "spec.providerID"
+      -- As apimachinery's NewInvalid: details.kind is the Kind, so kubectl prints 'The Node "x" is invalid'.
       return nil, node_error(422, "Invalid", name, ('Node.infraops.michael.io "%s" is invalid: %s: %s'):format(
-        name, field, message), { causes = { { reason = target_or_code == "no_provider_id" and "FieldValueRequired"
-          or "FieldValueNotSupported", message = message, field = field } } })
+        name, field, message), { kind = "Node", causes = { { reason = target_or_code == "no_provider_id"
+          and "FieldValueRequired" or "FieldValueNotSupported", message = message, field = field } } })
     end
     local allowed, _, why = deps.guards:check(node)
     if not allowed then

@@ -22,7 +22,9 @@ local function log_lines(path)
 end
 
 --- Starts the server. opts.args: extra flags; opts.pki: directory of
--- hack/test-pki.sh output (serving.crt/key, client-ca.crt, front-proxy-ca.crt).
+-- hack/test-pki.sh output (serving.crt/key, client-ca.crt, front-proxy-ca.crt);
+-- opts.env: extra environment variables; opts.kubeconfig: a cluster (else
+-- --authentication-skip-lookup).
 -- Returns a handle: port, url(path), log(), stop(), wait_exit().
 function server.start(opts)
   local dir = shell.temp_dir()
@@ -51,7 +53,16 @@ function server.start(opts)
   -- A background shell starts the binary, records its pid and, later, its exit code.
   local script = ("%s >%s 2>&1 & echo $! >%s; wait $!; echo $? >%s"):format(
     shell.join(args), shell.quote(log_path), shell.quote(pid_path), shell.quote(exit_path))
-  local env = "ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=23 "
+  -- `env` takes quoted NAME=value words (a quoted word is no shell assignment).
+  local env = "env ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=23 "
+  local names = {}
+  for name in pairs(opts.env or {}) do
+    names[#names + 1] = name
+  end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    env = env .. shell.quote(name .. "=" .. opts.env[name]) .. " "
+  end
   shell.spawn(env .. "sh -c " .. shell.quote(script))
 
   local self = { dir = dir, log_path = log_path }

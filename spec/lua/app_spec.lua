@@ -169,7 +169,8 @@ describe("infraops.app", function()
       "/",
       "/api",
       "/apis/other.group/v1",
-      "/apis/infraops.michael.io/v1/nodes",
+      "/apis/infraops.michael.io/v1/nodes/n1/reboot",
+      "/apis/infraops.michael.io/v1/nodes/n1/restart/now",
       "/openapi/v2",
     }) do
       it("answers GET " .. path .. " with a 404 Status", function()
@@ -254,6 +255,42 @@ describe("infraops.app", function()
         headers = { ["x-remote-user"] = { "system:admin" } },
       }))
       assert.are.equal("system:anonymous", res.user)
+    end)
+  end)
+
+  describe("node routes", function()
+    it("sends GET nodes to the list, GET nodes/NAME to get, and refuses other methods with 405", function()
+      local k8s = fake_k8s()
+      k8s.calls = {}
+      function k8s.get(_, path, opts)
+        k8s.calls[#k8s.calls + 1] = path
+        if path == "/api/v1/nodes" then
+          return { metadata = { resourceVersion = "1" }, items = {} }
+        elseif path:match("/leases") then
+          return { items = {} }
+        end
+        return nil, { code = "not_found", message = "not found", opts = opts }
+      end
+      local handle = new_handler(nil, k8s)
+      local list = handle(request("GET", "/apis/infraops.michael.io/v1/nodes"))
+      assert.are.equal(200, list.status)
+      assert.are.equal("NodeList", cjson.decode(list.body).kind)
+      assert_status_body(handle(request("GET", "/apis/infraops.michael.io/v1/nodes/ghost")), 404, "NotFound")
+      assert_status_body(handle(request("DELETE", "/apis/infraops.michael.io/v1/nodes/n1")), 405, "MethodNotAllowed")
+      assert_status_body(handle(request("GET", "/apis/infraops.michael.io/v1/nodes/n1/restart")), 405,
+        "MethodNotAllowed")
+      assert.are.equal("/api/v1/nodes", k8s.calls[1])
+    end)
+
+    it("answers node routes with 503 when there is no Kubernetes API", function()
+      local handle = app.new({ version = "test", flags = FLAGS }, {
+        log = fake_log(), shared = fake_shared.new(), k8s = false, k8s_error = "none configured",
+        monotonic = function() return 0 end,
+      })
+      local masters = alice_peer()
+      masters.organizations = { "system:masters" }
+      local res = handle(request("GET", "/apis/infraops.michael.io/v1/nodes", { peer = masters }))
+      assert_status_body(res, 503, "ServiceUnavailable")
     end)
   end)
 

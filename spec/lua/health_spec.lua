@@ -170,4 +170,18 @@ describe("infraops.health", function()
       assert.is_nil(h.handle({ "readyz", "ping", "extra" }, {}))
     end)
   end)
+
+  describe("optional checks", function()
+    it("are listed with ?verbose but do not fail the endpoint, and answer alone at /<endpoint>/<name>", function()
+      local optional = failing("provider-x", "no credentials")
+      optional.optional = true
+      local h = health.new({ readyz = { passing("ping"), optional } }, fake_log())
+      local res = h.handle({ "readyz" }, { verbose = { "" } })
+      assert.are.equal(200, res.status)
+      assert.same({ "[+]ping ok", "[-]provider-x not ready (optional): reason withheld", "readyz check passed" },
+        split_lines(res.body))
+      assert.are.equal(200, h.handle({ "readyz" }, {}).status)
+      assert.are.equal(500, h.handle({ "readyz", "provider-x" }, {}).status)
+    end)
+  end)
 end)
