@@ -163,7 +163,10 @@ function providers.load(dirs, deps)
       by_name[module.name] = entry
     else
       failed[#failed + 1] = { file = file, error = load_err }
-      deps.log.error("provider script failed to load; the others still serve", { file = file, error = load_err })
+      -- Every Lua state loads the scripts: the shared store lets one of them say it.
+      if deps.shared.add("providers:load-error:" .. file .. ":" .. tostring(load_err), "1") then
+        deps.log.error("provider script failed to load; the others still serve", { file = file, error = load_err })
+      end
     end
   end
   table.sort(loaded, function(a, b) return a.name < b.name end)

@@ -28,6 +28,14 @@ local NODES = {
   ready_node("cp-1", "aws:///us-east-1a/" .. A.instance, { ["node-role.kubernetes.io/control-plane"] = "" }),
   ready_node("self-node", "aws:///us-east-1a/" .. A.instance),
   { name = "bare", ready = true },
+  ready_node("aws-race", "aws:///us-east-1a/" .. A.instance),
+  ready_node("aws-throttled", "aws:///us-east-1a/" .. A.instance),
+  ready_node("aws-throttled-long", "aws:///us-east-1a/" .. A.instance),
+  ready_node("aws-5xx", "aws:///us-east-1a/" .. A.instance),
+  ready_node("aws-hang", "aws:///us-east-1a/" .. A.instance),
+  ready_node("aws-irsa", "aws:///us-east-1a/" .. A.instance),
+  ready_node("aws-pod-identity", "aws:///us-east-1a/" .. A.instance),
+  ready_node("aws-plugins", "aws:///us-east-1a/" .. A.instance),
   ready_node("gce-1", "gce://project/us-central1-a/vm-1"),
 }
 
@@ -176,5 +184,124 @@ describe("restarting nodes end to end", function()
     local node = kube.kubectl_json("alice", { "get", "--raw", GV .. "/nodes/aws-1" })
     assert.equal("Requested", node.status.lastRestart.phase)
     assert.equal("alice", node.status.lastRestart.requestedBy)
+  end)
+
+  describe("under faults", function()
+    local function reboot_attempts()
+      return #aws.requests(function(r) return r.action == "RebootInstances" end)
+    end
+
+    -- POST as alice through the front-proxy certificate, in the background; returns a
+    -- function that gives the HTTP status once the request is done.
+    local function background_restart(node, tag)
+      local out = srv.dir .. "/" .. tag
+      shell.spawn(("curl -s -o /dev/null -w '%%{http_code}' --max-time 30 -X POST --cacert %s --cert %s --key %s "
+        .. "-H 'X-Remote-User: alice' -H 'X-Remote-Group: system:authenticated' %s >%s.tmp; mv %s.tmp %s"):format(
+        pki .. "/serving-ca.crt", pki .. "/front-proxy-client.crt", pki .. "/front-proxy-client.key",
+        srv.url(GV .. "/nodes/" .. node .. "/restart"), out, out, out))
+      return function() return tonumber(shell.read_file(out) or "") end
+    end
+
+    after_each(function()
+      aws.faults({})
+    end)
+
+    it("lets only one of two concurrent restarts of a node reboot it; the other gets 409", function()
+      local before = #aws.reboots()
+      aws.faults({ RebootInstances = { delay = 1 } }) -- both requests are in flight together
+      local first = background_restart("aws-race", "race-1")
+      local second = background_restart("aws-race", "race-2")
+      local codes = { shell.wait_for(first, 20), shell.wait_for(second, 20) }
+      table.sort(codes)
+      assert.same({ 202, 409 }, codes)
+      assert.equal(before + 1, #aws.reboots())
+    end)
+
+    it("retries throttling with backoff and reboots once", function()
+      local before, attempts = #aws.reboots(), reboot_attempts()
+      aws.faults({ RebootInstances = { code = "RequestLimitExceeded", times = 2 } })
+      local code, out = restart("aws-throttled")
+      assert.equal(0, code, out)
+      assert.equal(before + 1, #aws.reboots())
+      assert.equal(attempts + 3, reboot_attempts())
+    end)
+
+    it("answers lasting throttling with 429, releasing the node for a later try", function()
+      local before = #aws.reboots()
+      aws.faults({ RebootInstances = { code = "RequestLimitExceeded", times = 10 } })
+      local code, out = restart("aws-throttled-long")
+      assert.not_equal(0, code)
+      assert.matches("Error from server %(TooManyRequests%)", out)
+      assert.equal(before, #aws.reboots())
+      aws.faults({})
+      assert.equal(0, (restart("aws-throttled-long")))
+      assert.equal(before + 1, #aws.reboots())
+    end)
+
+    it("retries a 5xx and then succeeds", function()
+      local before = #aws.reboots()
+      aws.faults({ RebootInstances = { status = 503, code = "Unavailable", times = 1 } })
+      local code, out = restart("aws-5xx")
+      assert.equal(0, code, out)
+      assert.equal(before + 1, #aws.reboots())
+    end)
+
+    it("answers a cloud that never answers with 504, keeping the node locked (the reboot may have happened)", function()
+      aws.faults({ RebootInstances = { hang = true, times = 1 } })
+      local code, out = restart("aws-hang")
+      assert.not_equal(0, code)
+      assert.matches("Error from server %(Timeout%)", out)
+      aws.faults({})
+      local code2, out2 = restart("aws-hang")
+      assert.not_equal(0, code2)
+      assert.matches("Error from server %(Conflict%)", out2)
+    end)
+  end)
+
+  describe("with other AWS credentials", function()
+    local function restart_with(env, node)
+      local other = start_server(merged(env, tc.env()))
+      local before = #aws.reboots()
+      local code, out = restart(node)
+      other.cleanup()
+      kube.set_backend(srv.port)
+      local reboots = aws.reboots()
+      return code, out, #reboots - before, reboots[#reboots]
+    end
+
+    it("restarts with IRSA (web identity through STS)", function()
+      local code, out, count, reboot = restart_with(aws.env("irsa"), "aws-irsa")
+      assert.equal(0, code, out)
+      assert.equal(1, count)
+      assert.is_not.equal(A.access_key, reboot.access_key)
+      assert.is_true(#aws.sts_calls() >= 1)
+    end)
+
+    it("restarts with EKS Pod Identity", function()
+      local code, out, count, reboot = restart_with(aws.env("pod_identity"), "aws-pod-identity")
+      assert.equal(0, code, out)
+      assert.equal(1, count)
+      assert.is_not.equal(A.access_key, reboot.access_key)
+    end)
+  end)
+
+  it("serves with a provider script that has a syntax error next to good ones", function()
+    local dir = shell.temp_dir()
+    shell.must(("cp providers/aws.lua providers/tencentcloud.lua %s/"):format(dir))
+    shell.write_file(dir .. "/broken.lua", "local broken = { name = 'broken'\nreturn broken\n")
+    local other = start_server(merged(aws.env(), tc.env()), { "--providers-dir=" .. dir })
+    local failures = other.entries("provider script failed to load; the others still serve")
+    local before = #aws.reboots()
+    local code, out = restart("aws-plugins")
+    local ready = shell.must(("curl -s --cacert %s %s"):format(pki .. "/serving-ca.crt", other.url("/readyz?verbose")))
+    other.cleanup()
+    kube.set_backend(srv.port)
+    shell.remove_tree(dir)
+    assert.equal(1, #failures)
+    assert.matches("broken%.lua", failures[1].file)
+    assert.equal(0, code, out)
+    assert.equal(before + 1, #aws.reboots())
+    assert.matches("%[%+%]provider%-aws ok", ready)
+    assert.matches("%[%+%]provider%-tencentcloud ok", ready)
   end)
 end)

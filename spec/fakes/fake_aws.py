@@ -22,6 +22,7 @@ import time
 import urllib.parse
 from xml.sax.saxutils import escape
 
+sys.dont_write_bytecode = True  # keep spec/fakes free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cloud_common as cc  # noqa: E402
 

@@ -20,6 +20,7 @@ import string
 import sys
 import time
 
+sys.dont_write_bytecode = True  # keep spec/fakes free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cloud_common as cc  # noqa: E402
 

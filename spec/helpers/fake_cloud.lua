@@ -145,6 +145,9 @@ local function start(script, defaults, opts)
     shell.remove_tree(dir)
     error(script .. " did not start: " .. tostring(shell.read_file(err_path)))
   end
+  for k, v in pairs(info) do
+    info[k] = math.tointeger(v) or v -- cjson may decode integers as floats
+  end
   self.pid, self.port, self.control_port = info.pid, info.port, info.control_port
   self.url = ("http://127.0.0.1:%d"):format(info.port)
   self.control_url = ("http://127.0.0.1:%d"):format(info.control_port)
@@ -228,9 +231,10 @@ local function start(script, defaults, opts)
     end
     for k, v in pairs(result) do
       if v == cjson.null then
-        result[k] = nil -- no HTTP answer: status, body (and error when there was one) are nil
+        result[k] = nil -- no HTTP answer: status and body are nil (error says why)
       end
     end
+    result.status = result.status and math.tointeger(result.status) or result.status
     return result
   end
 

@@ -55,7 +55,14 @@ local function load(files, env)
   local registry, err = providers.load({ "/p" }, {
     fs = fake_fs(files), log = log, http = {}, crypto = {}, time = {}, cjson = cjson, xml = {}, sigv4 = {}, tc3 = {},
     shared = { get = function(k) return store[k] end, set = function(k, v) store[k] = v end,
-      delete = function(k) store[k] = nil end },
+      delete = function(k) store[k] = nil end,
+      add = function(k, v)
+        if store[k] then
+          return false
+        end
+        store[k] = v
+        return true
+      end },
     getenv = function(name) return (env or {})[name] end,
   })
   return registry, err, log, store
