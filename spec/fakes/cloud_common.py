@@ -348,8 +348,18 @@ def common_routes(store):
     }
 
 
+class NoDelayServer(ThreadingHTTPServer):
+    """Sets TCP_NODELAY on every connection, as Go's and the clouds' servers do;
+    without it a header write followed by a body write waits ~40 ms on the
+    client's delayed ACK, which would distort every latency measured here."""
+
+    def finish_request(self, request, client_address):
+        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return super().finish_request(request, client_address)
+
+
 def listen(handler, app=None):
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    srv = NoDelayServer(("127.0.0.1", 0), handler)
     srv.daemon_threads = True
     srv.app = app
     threading.Thread(target=srv.serve_forever, daemon=True).start()
