@@ -97,76 +97,63 @@ local function access_reviewer(k8s, k8s_error, within)
   end
 end
 
---- Builds the handler and the periodic task.
--- @tparam table config { version = string, flags = { [flag] = string } }
--- @tparam[opt] table deps injected: log, shared, crypto, cjson, tls, monotonic,
---   k8s (a client, or false for none) and k8s_error
--- @treturn function handle(req) -> { status, headers, body, user }
--- @treturn function tick(first) -> true | nil, err
-function app.new(config, deps)
-  deps = deps or {}
-  local flags = config.flags
-  local log = deps.log or require("host.log")
-  local shared = deps.shared or require("host.shared")
-  local crypto = deps.crypto or require("host.crypto")
-  local cjson = deps.cjson or require("cjson")
-  local tls = deps.tls
-  if tls == nil then
-    local ok, module = pcall(require, "host.tls")
-    tls = ok and module or nil
-  end
-  local monotonic = deps.monotonic or require("host.time").monotonic
-  local function within(s)
-    return monotonic() + s
-  end
-  local k8s, k8s_error = kubernetes(config, { k8s = deps.k8s, k8s_error = deps.k8s_error, log = log })
-
+-- Who is asking and may they: the trust source, authenticator and authorizer.
+local function build_auth(flags, ctx)
   local trust = auth_config.new({
-    flags = flags, k8s = k8s, tls = tls, shared = shared, cjson = cjson, log = log,
-    monotonic = monotonic,
-    lookup_interval = seconds(flags, "authentication-lookup-interval", 30),
+    flags = flags, k8s = ctx.k8s, tls = ctx.tls, shared = ctx.shared, cjson = ctx.cjson, log = ctx.log,
+    monotonic = ctx.monotonic, lookup_interval = seconds(flags, "authentication-lookup-interval", 30),
   })
   local authenticator = authn.new({
-    settings = trust.requestheader, token_review = token_reviewer(k8s, k8s_error, within),
-    cache = shared, crypto = crypto, cjson = cjson, log = log,
+    settings = trust.requestheader, token_review = token_reviewer(ctx.k8s, ctx.k8s_error, ctx.within),
+    cache = ctx.shared, crypto = ctx.crypto, cjson = ctx.cjson, log = ctx.log,
     token_ttl = seconds(flags, "authentication-token-webhook-cache-ttl", 10),
   })
-  local allow_paths = split(flags["authorization-always-allow-paths"])
   local authorizer = authz.new({
-    review = access_reviewer(k8s, k8s_error, within), cache = shared, crypto = crypto, cjson = cjson,
+    review = access_reviewer(ctx.k8s, ctx.k8s_error, ctx.within), cache = ctx.shared, crypto = ctx.crypto,
+    cjson = ctx.cjson, allow_paths = split(flags["authorization-always-allow-paths"]),
     allowed_ttl = seconds(flags, "authorization-webhook-cache-authorized-ttl", 10),
     denied_ttl = seconds(flags, "authorization-webhook-cache-unauthorized-ttl", 10),
-    allow_paths = allow_paths,
   })
+  return trust, authenticator, authorizer
+end
 
-  local time = deps.time or require("host.time")
+-- The provider registry, the nodes view and the restart handler.
+local function build_nodes(flags, ctx, deps)
+  local time = ctx.time
   local registry = deps.registry or assert(providers.load(split(flags["providers-dir"]), {
-    fs = deps.fs or require("host.fs"), log = log, http = deps.http or require("host.http"), shared = shared,
-    crypto = crypto, cjson = cjson, xml = require("infraops.xml"),
+    fs = deps.fs or require("host.fs"), log = ctx.log, http = deps.http or require("host.http"),
+    shared = ctx.shared, crypto = ctx.crypto, cjson = ctx.cjson, xml = require("infraops.xml"),
     sigv4 = require("infraops.signers.sigv4"), tc3 = require("infraops.signers.tc3"), getenv = os.getenv,
     time = { now = time.now, amz_date = time.amz_date, iso8601 = time.iso8601, date = time.date,
       parse_iso8601 = time.parse_iso8601 },
   }))
   local node_guards = guards.new({ own_node = flags["node-name"], protected = flags["protected-nodes-selector"] })
-  local node_views = k8s and nodes.new({
-    k8s = k8s, registry = registry, guards = node_guards, crypto = crypto, log = log,
+  if not ctx.k8s then
+    return registry
+  end
+  local node_views = nodes.new({
+    k8s = ctx.k8s, registry = registry, guards = node_guards, crypto = ctx.crypto, log = ctx.log,
     lease_namespace = flags["lease-namespace"], restart_timeout = seconds(flags, "restart-timeout", 900),
     now = time.now, parse_time = time.parse_iso8601,
   })
-  local restarter = k8s and restart.new({
-    k8s = k8s, registry = registry, guards = node_guards, crypto = crypto, cjson = cjson, log = log,
-    now = time.now, monotonic = monotonic, iso8601 = time.iso8601, iso8601_micro = time.iso8601_micro,
-    parse_time = time.parse_iso8601, sleep = time.sleep, random = math.random,
-    lease_namespace = flags["lease-namespace"], cooldown = seconds(flags, "restart-cooldown", 300),
+  local restarter = restart.new({
+    k8s = ctx.k8s, registry = registry, guards = node_guards, crypto = ctx.crypto, cjson = ctx.cjson,
+    log = ctx.log, now = time.now, monotonic = ctx.monotonic, iso8601 = time.iso8601,
+    iso8601_micro = time.iso8601_micro, parse_time = time.parse_iso8601, sleep = time.sleep,
+    random = math.random, lease_namespace = flags["lease-namespace"],
+    cooldown = seconds(flags, "restart-cooldown", 300),
     identity = os.getenv("POD_NAME") or os.getenv("HOSTNAME") or "myapiserver",
   })
+  return registry, node_views, restarter
+end
 
-  local documents = discovery.new()
+-- /healthz, /livez, /readyz; every provider's readiness as an optional check:
+-- a cloud without credentials in a multi-cloud cluster must not take the whole
+-- API (discovery, the other clouds) out of service.
+local function build_health(registry, log)
   local ping = { name = "ping", run = function() return true end }
   local ready_checks = { ping }
   for _, name in ipairs(registry.names()) do
-    -- Optional: a cloud without credentials in a multi-cloud cluster must not
-    -- take the whole API (discovery, the other clouds) out of service.
     ready_checks[#ready_checks + 1] = { name = "provider-" .. name, optional = true, run = function()
       for _, c in ipairs(registry.check()) do
         if c.name == name then
@@ -176,7 +163,47 @@ function app.new(config, deps)
       return false, "not loaded"
     end }
   end
-  local endpoints = health.new({ healthz = { ping }, livez = { ping }, readyz = ready_checks }, log)
+  return health.new({ healthz = { ping }, livez = { ping }, readyz = ready_checks }, log)
+end
+
+-- The host modules and shared helpers, each replaceable through deps (specs).
+local function context(config, deps)
+  local ctx = {
+    log = deps.log or require("host.log"),
+    shared = deps.shared or require("host.shared"),
+    crypto = deps.crypto or require("host.crypto"),
+    cjson = deps.cjson or require("cjson"),
+    time = deps.time or require("host.time"),
+    tls = deps.tls,
+  }
+  if ctx.tls == nil then
+    local ok, module = pcall(require, "host.tls")
+    ctx.tls = ok and module or nil
+  end
+  ctx.monotonic = deps.monotonic or ctx.time.monotonic
+  ctx.within = function(s)
+    return ctx.monotonic() + s
+  end
+  ctx.k8s, ctx.k8s_error = kubernetes(config, { k8s = deps.k8s, k8s_error = deps.k8s_error, log = ctx.log })
+  return ctx
+end
+
+--- Builds the handler and the periodic task.
+-- @tparam table config { version = string, flags = { [flag] = string } }
+-- @tparam[opt] table deps injected: log, shared, crypto, cjson, tls, time, monotonic,
+--   k8s (a client, or false for none) and k8s_error, registry, fs, http
+-- @treturn function handle(req) -> { status, headers, body, user }
+-- @treturn function tick(first) -> true | nil, err
+function app.new(config, deps)
+  deps = deps or {}
+  local flags = config.flags
+  local ctx = context(config, deps)
+  local log, k8s, k8s_error = ctx.log, ctx.k8s, ctx.k8s_error
+  local trust, authenticator, authorizer = build_auth(flags, ctx)
+  local allow_paths = split(flags["authorization-always-allow-paths"])
+  local registry, node_views, restarter = build_nodes(flags, ctx, deps)
+  local endpoints = build_health(registry, log)
+  local documents = discovery.new()
 
   -- GET nodes, GET nodes/NAME, POST nodes/NAME/restart under /apis/infraops.michael.io/v1.
   local function route_nodes(req, segments, query, user)
