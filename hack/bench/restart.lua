@@ -43,11 +43,19 @@ local function curl_config(first, last)
   return entries
 end
 
+-- "2026-11-24T10:51:34.123Z" -> seconds within the day (enough for a span of seconds)
+local function clock_seconds(ts)
+  local h, m, s = ts:match("T(%d+):(%d+):([%d%.]+)Z$")
+  return tonumber(h) * 3600 + tonumber(m) * 60 + tonumber(s)
+end
+
 local function durations()
   local out = {}
   for _, e in ipairs(srv.entries("request")) do
     if e.path:match("/restart$") and e.status == "202" then
-      out[#out + 1] = { node = e.path:match("nodes/([^/]+)/"), ms = tonumber(e.duration_ms) }
+      local ms = tonumber(e.duration_ms)
+      local done = clock_seconds(e.ts)
+      out[#out + 1] = { node = e.path:match("nodes/([^/]+)/"), ms = ms, started = done - ms / 1000, done = done }
     end
   end
   return out
@@ -83,18 +91,20 @@ local t0 = clock.monotonic()
 shell.must(("ls %s/* | xargs -P %d -n 1 curl -s -K"):format(shell.quote(dir), CONCURRENT))
 local wall = clock.monotonic() - t0
 aws.faults({})
-local conc = {}
+local conc, first_in, last_out = {}, math.huge, 0
 for _, d in ipairs(durations()) do
   local n = tonumber(d.node:match("%d+"))
   if n > SEQUENTIAL then
     conc[#conc + 1] = d.ms
+    first_in, last_out = math.min(first_in, d.started), math.max(last_out, d.done)
   end
 end
 
 print("restart path against loopback fakes (fake kube-apiserver and EC2 in Python), server-side time:")
 print(("  sequential, one connection:           %s"):format(stats(seq)))
-print(("  %d concurrent, cloud answers in 300 ms: all accepted %d/%d, wall time %.2f s"):format(
-  CONCURRENT, #conc, CONCURRENT, wall))
+print(("  %d concurrent, cloud answers in 300 ms: accepted %d/%d; client wall time %.2f s "
+  .. "(includes starting %d curl processes); server span, first request in to last answer out: %.2f s"):format(
+  CONCURRENT, #conc, CONCURRENT, wall, CONCURRENT, last_out - first_in))
 print(("    per request:                        %s"):format(stats(conc)))
 print(("  reboots recorded by the fake EC2: %d (expected %d)"):format(#aws.reboots(), SEQUENTIAL + CONCURRENT))
 srv.cleanup()
