@@ -212,11 +212,12 @@ static void run_lua(struct http_server *server, struct MHD_Connection *c, const 
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    struct connection_state *cs = ci->socket_context;
+    struct connection_state *cs = ci != NULL ? ci->socket_context : NULL;
     struct pair_list headers = {0}, query = {0};
     char err[512];
     lua_State *L = NULL;
-    if (!collect_pairs(c, MHD_HEADER_KIND, &headers) ||
+    if (cs == NULL || /* its allocation failed when the connection started */
+        !collect_pairs(c, MHD_HEADER_KIND, &headers) ||
         !collect_pairs(c, MHD_GET_ARGUMENT_KIND, &query) ||
         (L = state_pool_acquire(server->pool, err, sizeof err)) == NULL) {
         response_set_status(res, 503, "ServiceUnavailable", "the server is out of resources");
