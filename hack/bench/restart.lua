@@ -107,6 +107,9 @@ print(("  %d concurrent, cloud answers in 300 ms: accepted %d/%d; client wall ti
   CONCURRENT, #conc, CONCURRENT, wall, CONCURRENT, last_out - first_in))
 print(("    per request:                        %s"):format(stats(conc)))
 print(("  reboots recorded by the fake EC2: %d (expected %d)"):format(#aws.reboots(), SEQUENTIAL + CONCURRENT))
+local status = shell.read_file(("/proc/%d/status"):format(srv.pid)) or ""
+print(("  server memory: peak RSS (VmHWM) %s, RSS now %s"):format(
+  status:match("VmHWM:%s*(%d+ kB)") or "?", status:match("VmRSS:%s*(%d+ kB)") or "?"))
 srv.cleanup()
 kube.stop()
 aws.stop()
