@@ -37,14 +37,6 @@ local function seconds(flags, name, default)
   return total
 end
 
-local function split(text)
-  local out = {}
-  for item in (text or ""):gmatch("[^,]+") do
-    out[#out + 1] = item
-  end
-  return out
-end
-
 -- The Kubernetes API client, or nil and why (not every deployment needs one:
 -- client certificates of system:masters users work without it).
 local function kubernetes(config, deps)
@@ -110,7 +102,7 @@ local function build_auth(flags, ctx)
   })
   local authorizer = authz.new({
     review = access_reviewer(ctx.k8s, ctx.k8s_error, ctx.within), cache = ctx.shared, crypto = ctx.crypto,
-    cjson = ctx.cjson, allow_paths = split(flags["authorization-always-allow-paths"]),
+    cjson = ctx.cjson, allow_paths = ctx.allow_paths,
     allowed_ttl = seconds(flags, "authorization-webhook-cache-authorized-ttl", 10),
     denied_ttl = seconds(flags, "authorization-webhook-cache-unauthorized-ttl", 10),
   })
@@ -120,7 +112,7 @@ end
 -- The provider registry, the nodes view and the restart handler.
 local function build_nodes(flags, ctx, deps)
   local time = ctx.time
-  local registry = deps.registry or assert(providers.load(split(flags["providers-dir"]), {
+  local registry = deps.registry or assert(providers.load(auth_config.split_list(flags["providers-dir"]), {
     fs = deps.fs or require("host.fs"), log = ctx.log, http = deps.http or require("host.http"),
     shared = ctx.shared, crypto = ctx.crypto, cjson = ctx.cjson, xml = require("infraops.xml"),
     sigv4 = require("infraops.signers.sigv4"), tc3 = require("infraops.signers.tc3"), getenv = os.getenv,
@@ -180,6 +172,7 @@ local function context(config, deps)
     local ok, module = pcall(require, "host.tls")
     ctx.tls = ok and module or nil
   end
+  ctx.allow_paths = auth_config.split_list(config.flags["authorization-always-allow-paths"])
   ctx.monotonic = deps.monotonic or ctx.time.monotonic
   ctx.within = function(s)
     return ctx.monotonic() + s
@@ -200,7 +193,7 @@ function app.new(config, deps)
   local ctx = context(config, deps)
   local log, k8s, k8s_error = ctx.log, ctx.k8s, ctx.k8s_error
   local trust, authenticator, authorizer = build_auth(flags, ctx)
-  local allow_paths = split(flags["authorization-always-allow-paths"])
+  local allow_paths = ctx.allow_paths
   local registry, node_views, restarter = build_nodes(flags, ctx, deps)
   local endpoints = build_health(registry, log)
   local documents = discovery.new()

@@ -11,7 +11,8 @@ local auth_config = {}
 local CONFIGMAP_PATH = "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication"
 local SHARED_KEY = "auth_config.requestheader"
 
-local function split_list(text)
+--- A comma-separated flag value as a list: items trimmed, empty ones dropped.
+function auth_config.split_list(text)
   local out = {}
   for item in (text or ""):gmatch("[^,]+") do
     item = item:gsub("^%s+", ""):gsub("%s+$", "")
@@ -25,11 +26,11 @@ end
 --- Request-header settings from the flags (used when the CA is a flag too).
 function auth_config.from_flags(flags)
   return {
-    allowed_names = split_list(flags["requestheader-allowed-names"]),
-    username_headers = split_list(flags["requestheader-username-headers"]),
-    group_headers = split_list(flags["requestheader-group-headers"]),
-    extra_prefixes = split_list(flags["requestheader-extra-headers-prefix"]),
-    uid_headers = split_list(flags["requestheader-uid-headers"]),
+    allowed_names = auth_config.split_list(flags["requestheader-allowed-names"]),
+    username_headers = auth_config.split_list(flags["requestheader-username-headers"]),
+    group_headers = auth_config.split_list(flags["requestheader-group-headers"]),
+    extra_prefixes = auth_config.split_list(flags["requestheader-extra-headers-prefix"]),
+    uid_headers = auth_config.split_list(flags["requestheader-uid-headers"]),
   }
 end
 

@@ -6,6 +6,7 @@
 --   record the outcome in the Lease -> an Event on the Node -> 202 NodeRestart.
 -- Dry run does every check and asks the cloud to validate; it takes no Lease,
 -- reboots nothing and records no Event.
+local label_selector = require("infraops.label_selector")
 local restart_record = require("infraops.restart_record")
 local status = require("infraops.status")
 
@@ -27,17 +28,7 @@ local function node_error(code, reason, name, message, extra)
 end
 
 --- True if s is a DNS-1123 subdomain (what a node name must be).
-function restart.valid_name(s)
-  if type(s) ~= "string" or #s == 0 or #s > 253 then
-    return false
-  end
-  for label in (s .. "."):gmatch("([^.]*)%.") do
-    if not label:match("^[a-z0-9]$") and not label:match("^[a-z0-9][a-z0-9-]*[a-z0-9]$") then
-      return false
-    end
-  end
-  return true
-end
+restart.valid_name = label_selector.is_dns1123_subdomain
 
 local function bad(message)
   return nil, status.failure(400, "BadRequest", message)
