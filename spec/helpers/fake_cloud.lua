@@ -15,6 +15,7 @@
 --   local tc = fake_cloud.start_tencentcloud({...}) -- same shape; tc.env(), tc.env("oidc")
 -- See spec/fakes/README.md ("Fake cloud APIs") for config keys and control routes.
 local cjson = require("cjson")
+local fake_control = require("spec.helpers.fake_control")
 local shell = require("spec.helpers.shell")
 
 local fake_cloud = {}
@@ -155,22 +156,7 @@ local function start(script, defaults, opts)
   self.stderr_path = err_path
 
   --- A control-port call; body_table is sent as JSON. Returns the decoded answer, raises on non-200.
-  function self.control(method, path, body_table)
-    local words = { "curl", "-sS", "--max-time", "10", "-X", method, "-o", "-", "-w", "\n%{http_code}" }
-    if body_table ~= nil then
-      local body_path = dir .. "/control-body.json"
-      shell.write_file(body_path, cjson.encode(body_table))
-      words[#words + 1] = "--data-binary"
-      words[#words + 1] = "@" .. body_path
-    end
-    words[#words + 1] = self.control_url .. path
-    local out = shell.must(shell.join(words))
-    local body, code = out:match("^(.*)\n(%d%d%d)$")
-    if code ~= "200" then
-      error(("control %s %s: %s %s"):format(method, path, tostring(code), tostring(body)), 2)
-    end
-    return cjson.decode(body)
-  end
+  fake_control.attach(self, dir)
 
   function self.reboots()
     return self.control("GET", "/reboots")
@@ -180,20 +166,6 @@ local function start(script, defaults, opts)
     return self.control("DELETE", "/reboots")
   end
 
-  --- Requests the api port received (filter: optional function(entry) -> bool).
-  function self.requests(filter)
-    local out = {}
-    for _, entry in ipairs(self.control("GET", "/requests")) do
-      if not filter or filter(entry) then
-        out[#out + 1] = entry
-      end
-    end
-    return out
-  end
-
-  function self.clear_requests()
-    return self.control("DELETE", "/requests")
-  end
 
   --- Replaces the fault table: { [action or "*"] = { status, code, message, times, delay,
   -- record_before_delay, hang, reset, close, body, headers } }.

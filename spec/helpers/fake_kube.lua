@@ -12,6 +12,7 @@
 --   kube.stop()                          -- kills the process, removes its temp dir
 -- See spec/fakes/README.md for the config keys and control routes.
 local cjson = require("cjson")
+local fake_control = require("spec.helpers.fake_control")
 local shell = require("spec.helpers.shell")
 
 local fake_kube = {}
@@ -80,38 +81,8 @@ function fake_kube.start(opts)
   self.control_url = ("http://127.0.0.1:%d"):format(info.control_port)
 
   --- A control-port call; body_table is sent as JSON. Returns the decoded answer.
-  function self.control(method, path, body_table)
-    local words = { "curl", "-sS", "--max-time", "10", "-X", method, "-o", "-", "-w", "\n%{http_code}" }
-    if body_table ~= nil then
-      local body_path = dir .. "/control-body.json"
-      shell.write_file(body_path, cjson.encode(body_table))
-      words[#words + 1] = "--data-binary"
-      words[#words + 1] = "@" .. body_path
-    end
-    words[#words + 1] = self.control_url .. path
-    local out = shell.must(shell.join(words))
-    local body, code = out:match("^(.*)\n(%d%d%d)$")
-    local value = cjson.decode(body)
-    if code ~= "200" then
-      error(("control %s %s: %s %s"):format(method, path, tostring(code), tostring(body)), 2)
-    end
-    return value
-  end
+  fake_control.attach(self, dir)
 
-  --- Requests the api port received (filter: optional function(entry) -> bool).
-  function self.requests(filter)
-    local out = {}
-    for _, entry in ipairs(self.control("GET", "/requests")) do
-      if not filter or filter(entry) then
-        out[#out + 1] = entry
-      end
-    end
-    return out
-  end
-
-  function self.clear_requests()
-    return self.control("DELETE", "/requests")
-  end
 
   --- Points the aggregation proxy at https://127.0.0.1:port (or applies a settings table).
   function self.set_backend(port_or_settings)
