@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* myapiserver: flags -> TLS material -> Lua states -> HTTPS server, then wait
  * for SIGTERM/SIGINT and shut down gracefully. No request logic lives here. */
+#include <malloc.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -22,10 +24,17 @@ enum { MAX_IDLE_LUA_STATES = 16 };
 /* The Lua periodic task is called this often; it decides itself what is due. */
 #define LUA_TICK_INTERVAL 1.0
 
-/* The Lua app's periodic task runs in a state of its own (see script_runtime_tick). */
-struct background {
-    lua_State *L;
-};
+/* The Lua app's periodic task borrows a state from the pool like a request does, so an idle
+ * server holds one Lua state, not two; the task keeps its schedule in host.shared. */
+static bool lua_tick(struct state_pool *pool, bool first, char *err, size_t errlen)
+{
+    lua_State *L = state_pool_acquire(pool, err, errlen);
+    if (L == NULL)
+        return false;
+    bool ok = script_runtime_tick(L, first, err, errlen);
+    state_pool_release(pool, L);
+    return ok;
+}
 
 static void run_tls_reload(void *context)
 {
@@ -34,9 +43,8 @@ static void run_tls_reload(void *context)
 
 static void run_lua_tick(void *context)
 {
-    struct background *bg = context;
     char err[1024];
-    if (!script_runtime_tick(bg->L, false, err, sizeof err)) {
+    if (!lua_tick(context, false, err, sizeof err)) {
         const char *fields[] = {"error", err, NULL};
         log_write(LOG_LEVEL_WARN, "periodic task failed", fields);
     }
@@ -72,7 +80,7 @@ static void shut_down(struct http_server *server, double timeout, int signal_num
 }
 
 static int serve(const struct host_config *cfg, struct tls_store *tls, struct state_pool *pool,
-                 struct background *bg, sigset_t *signals)
+                 sigset_t *signals)
 {
     char err[1024];
     struct http_server *server = http_server_start(cfg, tls, pool, err, sizeof err);
@@ -80,7 +88,7 @@ static int serve(const struct host_config *cfg, struct tls_store *tls, struct st
         return fail(1, err);
     const struct periodic_task tasks[] = {
         {cfg->tls_reload_interval, run_tls_reload, tls},
-        {LUA_TICK_INTERVAL, run_lua_tick, bg},
+        {LUA_TICK_INTERVAL, run_lua_tick, pool},
     };
     struct periodic *periodic = periodic_start(tasks, sizeof tasks / sizeof tasks[0]);
     if (periodic == NULL) {
@@ -92,21 +100,6 @@ static int serve(const struct host_config *cfg, struct tls_store *tls, struct st
     sigwait(signals, &signal_number);
     shut_down(server, cfg->shutdown_timeout, signal_number);
     periodic_stop(periodic);
-    return 0;
-}
-
-/* The first run of the periodic task happens before serving, so what it loads
- * (the authentication ConfigMap) is there for the first request. */
-static int start_background(const struct runtime_options *options, struct background *bg)
-{
-    char err[1024];
-    bg->L = script_runtime_new(options, err, sizeof err);
-    if (bg->L == NULL)
-        return fail(1, err);
-    if (!script_runtime_tick(bg->L, true, err, sizeof err)) {
-        script_runtime_close(bg->L);
-        return fail(1, err);
-    }
     return 0;
 }
 
@@ -139,21 +132,17 @@ int main(int argc, char **argv)
     if (tls == NULL)
         return fail(2, err);
     struct runtime_options options = {cfg.lua_dir, cfg.providers_dir, tls};
-    struct background bg = {NULL};
-    int rc = start_background(&options, &bg);
-    if (rc != 0) {
-        tls_store_close(tls);
-        return rc;
-    }
     struct state_pool *pool = state_pool_new(&options, MAX_IDLE_LUA_STATES, err, sizeof err);
     if (pool == NULL) {
-        script_runtime_close(bg.L);
         tls_store_close(tls);
         return fail(1, err);
     }
-    rc = serve(&cfg, tls, pool, &bg, &signals);
+    /* The first run of the periodic task happens before serving, so what it loads (the
+     * authentication ConfigMap) is there for the first request. */
+    bool ready = lua_tick(pool, true, err, sizeof err);
+    malloc_trim(0); /* start-up's freed memory back to the system before idling */
+    int rc = ready ? serve(&cfg, tls, pool, &signals) : fail(1, err);
     state_pool_free(pool);
-    script_runtime_close(bg.L);
     tls_store_close(tls);
     return rc;
 }

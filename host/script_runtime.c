@@ -138,6 +138,9 @@ lua_State *script_runtime_new(const struct runtime_options *options, char *err, 
         return NULL;
     }
     lua_pop(L, 1);
+    /* Loading leaves garbage (sources, parse tables) the size of the live heap; collect it now so
+     * an idle state costs what it holds. */
+    lua_gc(L, LUA_GCCOLLECT);
     return L;
 }
 

@@ -6,6 +6,7 @@
 #include "bindings/bindings.h"
 
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <lauxlib.h>
 #include <pthread.h>
@@ -60,9 +61,26 @@ typedef struct {
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static CURLcode global_rc = CURLE_FAILED_INIT;
 
+/* Debian's libcurl also speaks SCP/SFTP through libssh2, and curl_global_init makes libssh2
+ * initialise its OpenSSL backend: about 1.5 MiB of resident pages in a process that allows only
+ * http and https (CURLOPT_PROTOCOLS_STR). Initialising libssh2 first without crypto makes curl's
+ * own call a reference count. libssh2 is found only if libcurl already loaded it. */
+static void skip_ssh_crypto_init(void)
+{
+    void *ssh = dlopen("libssh2.so.1", RTLD_NOW | RTLD_NOLOAD);
+    if (ssh == NULL)
+        return;
+    int (*ssh_init)(int) = (int (*)(int))dlsym(ssh, "libssh2_init");
+    enum { LIBSSH2_INIT_NO_CRYPTO = 1 }; /* from libssh2.h, stable since libssh2 1.2.5 */
+    if (ssh_init != NULL)
+        ssh_init(LIBSSH2_INIT_NO_CRYPTO);
+    dlclose(ssh); /* drops only our reference: libcurl keeps it loaded */
+}
+
 /* curl_global_init is not thread-safe and the host opens this module in many Lua states. */
 static void global_init(void)
 {
+    skip_ssh_crypto_init();
     global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 

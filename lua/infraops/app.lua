@@ -1,7 +1,7 @@
 -- The request handler: everything the host receives goes through handle(req):
 -- decode the path -> authenticate -> authorize -> route (health, discovery,
 -- nodes, nodes/NAME, nodes/NAME/restart; anything else a 404 Status). new() also returns the periodic task the host
--- runs in its background state (the authentication ConfigMap refresh).
+-- runs every second in one of its pooled states (the authentication ConfigMap refresh).
 local auth_config = require("infraops.auth_config")
 local authn = require("infraops.authn")
 local authz = require("infraops.authz")

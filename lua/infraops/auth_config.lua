@@ -10,6 +10,7 @@ local auth_config = {}
 
 local CONFIGMAP_PATH = "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication"
 local SHARED_KEY = "auth_config.requestheader"
+local NEXT_LOOKUP_KEY = "auth_config.next_lookup" -- monotonic seconds, as a decimal string
 
 --- A comma-separated flag value as a list: items trimmed, empty ones dropped.
 function auth_config.split_list(text)
@@ -81,7 +82,6 @@ end
 function auth_config.new(deps)
   local flags = deps.flags
   local self = {}
-  local next_lookup = 0
   local interval = deps.lookup_interval or 30
   local skip = flags["authentication-skip-lookup"] == "true"
   local tolerate = flags["authentication-tolerate-lookup-failure"] == "true"
@@ -139,10 +139,12 @@ function auth_config.new(deps)
     if first then
       publish(rh_from_flags and auth_config.from_flags(flags) or nil)
     end
-    if skip or deps.monotonic() < next_lookup then
+    -- The schedule lives in shared: the host may run this task in any of its states.
+    local due = tonumber((deps.shared.get(NEXT_LOOKUP_KEY))) or 0
+    if skip or (not first and deps.monotonic() < due) then
       return true
     end
-    next_lookup = deps.monotonic() + interval
+    deps.shared.set(NEXT_LOOKUP_KEY, tostring(deps.monotonic() + interval))
     local data, err = lookup()
     local ok
     if data then
