@@ -24,6 +24,8 @@ enum flag_id {
     FLAG_REQUESTHEADER_CLIENT_CA_FILE,
     FLAG_LUA_DIR,
     FLAG_PROVIDERS_DIR,
+    FLAG_PROVIDER_INSTRUCTION_LIMIT,
+    FLAG_PROVIDER_MEMORY_LIMIT,
     FLAG_LOG_FORMAT,
     FLAG_LOG_LEVEL,
     FLAG_MAX_REQUESTS_INFLIGHT,
@@ -31,10 +33,13 @@ enum flag_id {
     FLAG_MAX_HEADER_BYTES,
     FLAG_MAX_CONNECTIONS,
     FLAG_IDLE_CONNECTION_TIMEOUT,
+    FLAG_REQUEST_READ_TIMEOUT,
     FLAG_SHUTDOWN_TIMEOUT,
+    FLAG_LUA_STATE_IDLE_TIMEOUT,
     FLAG_TLS_RELOAD_INTERVAL,
     FLAG_KUBECONFIG,
     FLAG_CONTEXT,
+    FLAG_KUBERNETES_API_TIMEOUT,
     FLAG_AUTHENTICATION_SKIP_LOOKUP,
     FLAG_AUTHENTICATION_TOLERATE_LOOKUP_FAILURE,
     FLAG_AUTHENTICATION_LOOKUP_INTERVAL,
@@ -55,7 +60,7 @@ enum flag_id {
     FLAG_COUNT
 };
 
-enum flag_kind { FLAG_VALUE, FLAG_BOOL, FLAG_DURATION };
+enum flag_kind { FLAG_VALUE, FLAG_BOOL, FLAG_DURATION, FLAG_SIZE, FLAG_NUMBER };
 
 struct flag_def {
     const char *name;
@@ -86,6 +91,16 @@ static const struct flag_def flag_defs[FLAG_COUNT] = {
                       "share/myapiserver/lua, else the source tree's lua/)"},
     [FLAG_PROVIDERS_DIR] = {"providers-dir", NULL,
                             "directory of the cloud provider scripts (default: beside --lua-dir)"},
+    [FLAG_PROVIDER_INSTRUCTION_LIMIT] = {"provider-instruction-limit", "50000000",
+                                         "Lua instructions one call into a provider script may "
+                                         "run; beyond it the call fails (500) and its Lua state "
+                                         "is replaced (0: no limit)",
+                                         FLAG_NUMBER},
+    [FLAG_PROVIDER_MEMORY_LIMIT] = {"provider-memory-limit", "32Mi",
+                                    "memory one call into a provider script may add to its Lua "
+                                    "state; beyond it the call fails (500) and the state is "
+                                    "replaced (0: no limit)",
+                                    FLAG_SIZE},
     [FLAG_LOG_FORMAT] = {"log-format", "text", "log line format: text or json"},
     [FLAG_LOG_LEVEL] = {"log-level", "info", "minimum log level: debug, info, warn or error"},
     [FLAG_MAX_REQUESTS_INFLIGHT] = {"max-requests-inflight", "400",
@@ -97,9 +112,18 @@ static const struct flag_def flag_defs[FLAG_COUNT] = {
     [FLAG_MAX_CONNECTIONS] = {"max-connections", "1024", "open client connections at once"},
     [FLAG_IDLE_CONNECTION_TIMEOUT] = {"idle-connection-timeout", "90s",
                                       "close a connection idle for this long", FLAG_DURATION},
+    [FLAG_REQUEST_READ_TIMEOUT] = {"request-read-timeout", "32s",
+                                   "a request (line, headers, body) must have arrived this long "
+                                   "after the connection opened, or after the previous answer plus "
+                                   "--idle-connection-timeout; else the connection is closed",
+                                   FLAG_DURATION},
     [FLAG_SHUTDOWN_TIMEOUT] = {"shutdown-timeout", "30s",
                                "on SIGTERM, how long in-flight requests may take to finish",
                                FLAG_DURATION},
+    [FLAG_LUA_STATE_IDLE_TIMEOUT] = {"lua-state-idle-timeout", "30s",
+                                     "close pooled Lua states unused for this long (one always "
+                                     "stays), so memory goes back down after a burst",
+                                     FLAG_DURATION},
     [FLAG_TLS_RELOAD_INTERVAL] = {"tls-reload-interval", "1s",
                                   "how often certificate and CA files are checked for changes",
                                   FLAG_DURATION},
@@ -107,6 +131,10 @@ static const struct flag_def flag_defs[FLAG_COUNT] = {
                          "kubeconfig for the Kubernetes API (default: in-cluster service "
                          "account, else $KUBECONFIG, else ~/.kube/config)"},
     [FLAG_CONTEXT] = {"context", NULL, "kubeconfig context to use (default: current-context)"},
+    [FLAG_KUBERNETES_API_TIMEOUT] = {"kubernetes-api-timeout", "10s",
+                                     "timeout of one request to the Kubernetes API; retries "
+                                     "of a call stop after 3 times this",
+                                     FLAG_DURATION},
     [FLAG_AUTHENTICATION_SKIP_LOOKUP] = {"authentication-skip-lookup", "false",
                                          "do not read kube-system/extension-apiserver-"
                                          "authentication; use the flags only",
@@ -332,8 +360,12 @@ static bool fill_limits(struct host_config *cfg)
     if (!config_parse_size(flag_values[FLAG_MAX_HEADER_BYTES], &cfg->max_header_bytes) ||
         cfg->max_header_bytes < 4096)
         return bad_value(FLAG_MAX_HEADER_BYTES, "want a size of at least 4Ki");
-    return fill_duration(FLAG_IDLE_CONNECTION_TIMEOUT, 1, &cfg->idle_connection_timeout) &&
+    double kubernetes_api_timeout = 0; /* used by the Lua side; checked here */
+    return fill_duration(FLAG_KUBERNETES_API_TIMEOUT, 0.1, &kubernetes_api_timeout) &&
+           fill_duration(FLAG_IDLE_CONNECTION_TIMEOUT, 1, &cfg->idle_connection_timeout) &&
+           fill_duration(FLAG_REQUEST_READ_TIMEOUT, 1, &cfg->request_read_timeout) &&
            fill_duration(FLAG_SHUTDOWN_TIMEOUT, 0, &cfg->shutdown_timeout) &&
+           fill_duration(FLAG_LUA_STATE_IDLE_TIMEOUT, 1, &cfg->lua_state_idle_timeout) &&
            fill_duration(FLAG_TLS_RELOAD_INTERVAL, 0.05, &cfg->tls_reload_interval);
 }
 
@@ -350,6 +382,12 @@ static bool check_kinds(void)
             return bad_value((enum flag_id)i, "want true or false");
         if (flag_defs[i].kind == FLAG_DURATION && !config_parse_duration(flag_values[i], &seconds))
             return bad_value((enum flag_id)i, "want a duration such as 500ms, 30s or 5m");
+        size_t bytes = 0;
+        if (flag_defs[i].kind == FLAG_SIZE && !config_parse_size(flag_values[i], &bytes))
+            return bad_value((enum flag_id)i, "want a size such as 65536, 64Ki or 32Mi");
+        long count = 0;
+        if (flag_defs[i].kind == FLAG_NUMBER && !parse_long(flag_values[i], 0, LONG_MAX, &count))
+            return bad_value((enum flag_id)i, "want a whole number >= 0");
     }
     return true;
 }

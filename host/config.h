@@ -26,7 +26,9 @@ struct host_config {
     size_t max_header_bytes;
     long max_connections;
     double idle_connection_timeout; /* seconds */
+    double request_read_timeout;    /* seconds */
     double shutdown_timeout;        /* seconds */
+    double lua_state_idle_timeout;  /* seconds */
     double tls_reload_interval;     /* seconds */
 };
 

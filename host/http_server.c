@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -39,6 +41,13 @@ struct http_server {
     unsigned request_id_prefix;
     pthread_mutex_t idle_lock;
     pthread_cond_t idle_cond;
+    /* The read deadline: open connections, and a thread that closes those
+     * whose request has not arrived in time (slowloris). */
+    pthread_mutex_t conns_lock;
+    struct connection_state *conns;
+    pthread_t reaper;
+    bool reaper_started;
+    atomic_bool stopping;
 };
 
 struct connection_state {
@@ -46,6 +55,9 @@ struct connection_state {
     unsigned long peer_generation;     /* trust generation `peer` was checked against */
     struct peer_identity peer;
     char remote_address[INET6_ADDRSTRLEN + 8];
+    int fd;
+    double read_deadline; /* monotonic seconds; 0 while a request is being served */
+    struct connection_state *prev, *next;
 };
 
 struct request_state {
@@ -58,6 +70,30 @@ struct request_state {
     bool body_too_large;
     bool counted; /* holds an in-flight slot */
 };
+
+static double monotonic_seconds(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+}
+
+static struct connection_state *connection_of(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci != NULL ? ci->socket_context : NULL;
+}
+
+static void set_read_deadline(struct http_server *server, struct connection_state *cs,
+                              double deadline)
+{
+    if (cs == NULL)
+        return;
+    pthread_mutex_lock(&server->conns_lock);
+    cs->read_deadline = deadline;
+    pthread_mutex_unlock(&server->conns_lock);
+}
 
 static double seconds_since(const struct timespec *start)
 {
@@ -245,6 +281,8 @@ static void run_lua(struct http_server *server, struct MHD_Connection *c, const 
 static enum MHD_Result finish_request(struct http_server *server, struct MHD_Connection *c,
                                       const char *url, const char *method, struct request_state *rs)
 {
+    set_read_deadline(server, connection_of(c),
+                      0); /* read in full: no deadline while it is served */
     if (rs->body_too_large)
         return send_host_status(c, method, url, rs, 413, "RequestEntityTooLarge",
                                 "the request body is too large", NULL);
@@ -260,6 +298,46 @@ static enum MHD_Result finish_request(struct http_server *server, struct MHD_Con
     enum MHD_Result ok = send_response(c, &res);
     response_free(&res);
     return ok;
+}
+
+struct length_headers {
+    const char *first;
+    bool conflict;
+};
+
+static enum MHD_Result scan_content_length(void *cls, enum MHD_ValueKind kind, const char *key,
+                                           const char *value)
+{
+    (void)kind;
+    struct length_headers *s = cls;
+    if (key == NULL || strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) != 0)
+        return MHD_YES;
+    if (s->first == NULL)
+        s->first = value != NULL ? value : "";
+    else if (strcmp(s->first, value != NULL ? value : "") != 0)
+        s->conflict = true;
+    return MHD_YES;
+}
+
+/* What Go's server (kube-apiserver) refuses and libmicrohttpd reads anyway
+ * (RFC 9112 6.1, 6.3): Content-Length headers that disagree (the rest of the
+ * body would be read as another request) and a Transfer-Encoding other than
+ * chunked (the body would run to the end of the connection). 0: none. */
+static int framing_error(struct MHD_Connection *c, const char **message)
+{
+    const char *te =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    if (te != NULL && strcasecmp(te, "chunked") != 0) {
+        *message = "unsupported transfer encoding";
+        return 501;
+    }
+    struct length_headers lengths = {0};
+    MHD_get_connection_values(c, MHD_HEADER_KIND, scan_content_length, &lengths);
+    if (lengths.conflict) {
+        *message = "conflicting Content-Length headers";
+        return 400;
+    }
+    return 0;
 }
 
 static bool content_length_too_large(struct MHD_Connection *c, size_t max)
@@ -279,6 +357,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if ((rs = request_state_new(server)) == NULL)
             return MHD_NO;
         *req_cls = rs;
+        const char *why = NULL;
+        int code = framing_error(c, &why);
+        if (code != 0)
+            return send_host_status(c, method, url, rs, code,
+                                    code == 400 ? "BadRequest" : "NotImplemented", why, NULL);
         if (content_length_too_large(c, server->cfg->max_request_body_bytes))
             return send_host_status(c, method, url, rs, 413, "RequestEntityTooLarge",
                                     "the request body is too large", NULL);
@@ -296,9 +379,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)c;
     (void)toe;
     struct http_server *server = cls;
+    /* The next request on this connection: idle at most the idle timeout, then
+     * --request-read-timeout to arrive. */
+    set_read_deadline(server, connection_of(c),
+                      monotonic_seconds() + server->cfg->idle_connection_timeout +
+                          server->cfg->request_read_timeout);
     struct request_state *rs = *req_cls;
     if (rs == NULL)
         return;
@@ -338,6 +425,16 @@ static void on_connection_started(struct http_server *server, struct MHD_Connect
     if (cs == NULL)
         return;
     format_remote(c, cs->remote_address, sizeof cs->remote_address);
+    const union MHD_ConnectionInfo *fdi =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    cs->fd = fdi != NULL ? fdi->connect_fd : -1;
+    cs->read_deadline = monotonic_seconds() + server->cfg->request_read_timeout;
+    pthread_mutex_lock(&server->conns_lock);
+    cs->next = server->conns;
+    if (server->conns != NULL)
+        server->conns->prev = cs;
+    server->conns = cs;
+    pthread_mutex_unlock(&server->conns_lock);
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
     if (ci == NULL)
@@ -356,9 +453,19 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         on_connection_started(cls, c, socket_context);
         return;
     }
-    /* MHD has already run gnutls_deinit on the session: the credentials are free to go. */
+    /* MHD has already run gnutls_deinit on the session: the credentials are free to go.
+     * The socket is closed after this returns: unlinked here, the reaper never sees it again. */
+    struct http_server *server = cls;
     struct connection_state *cs = *socket_context;
     if (cs != NULL) {
+        pthread_mutex_lock(&server->conns_lock);
+        if (cs->prev != NULL)
+            cs->prev->next = cs->next;
+        else if (server->conns == cs)
+            server->conns = cs->next;
+        if (cs->next != NULL)
+            cs->next->prev = cs->prev;
+        pthread_mutex_unlock(&server->conns_lock);
         tls_generation_release(cs->generation);
         free(cs);
         *socket_context = NULL;
@@ -382,6 +489,33 @@ static void log_from_mhd(void *cls, const char *fmt, va_list ap)
     line[strcspn(line, "\n")] = '\0';
     const char *fields[] = {"source", "libmicrohttpd", NULL};
     log_write(LOG_LEVEL_DEBUG, line, fields);
+}
+
+/* Closes connections whose request has not arrived by their deadline: a
+ * client trickling its headers a byte at a time never trips the idle timeout
+ * (libmicrohttpd's is an inactivity timeout), so this bounds it, as Go's
+ * ReadHeaderTimeout does for kube-apiserver. shutdown() wakes the connection's
+ * thread, which then closes it as after any read error. */
+static void *reap_slow_connections(void *arg)
+{
+    struct http_server *server = arg;
+    while (!atomic_load(&server->stopping)) {
+        struct timespec tick = {0, 200 * 1000 * 1000};
+        nanosleep(&tick, NULL);
+        double now = monotonic_seconds();
+        pthread_mutex_lock(&server->conns_lock);
+        for (struct connection_state *cs = server->conns; cs != NULL; cs = cs->next) {
+            if (cs->read_deadline > 0 && now > cs->read_deadline && cs->fd >= 0) {
+                cs->read_deadline = 0;
+                shutdown(cs->fd, SHUT_RDWR);
+                const char *fields[] = {"remote", cs->remote_address, NULL};
+                log_write(LOG_LEVEL_INFO,
+                          "closed a connection whose request did not arrive in time", fields);
+            }
+        }
+        pthread_mutex_unlock(&server->conns_lock);
+    }
+    return NULL;
 }
 
 static bool parse_bind_address(const char *address, int port, struct sockaddr_storage *out,
@@ -422,8 +556,7 @@ static struct MHD_Daemon *start_daemon(struct http_server *server, struct tls_ge
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->max_header_bytes, MHD_OPTION_THREAD_STACK_SIZE,
         (size_t)(1u << 20), MHD_OPTION_NOTIFY_CONNECTION, on_connection, server,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, server, MHD_OPTION_UNESCAPE_CALLBACK,
-        keep_escaped, NULL, MHD_OPTION_EXTERNAL_LOGGER, log_from_mhd, NULL,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_END);
+        keep_escaped, NULL, MHD_OPTION_EXTERNAL_LOGGER, log_from_mhd, NULL, MHD_OPTION_END);
 }
 
 struct http_server *http_server_start(const struct host_config *cfg, struct tls_store *tls,
@@ -444,6 +577,8 @@ struct http_server *http_server_start(const struct host_config *cfg, struct tls_
     gnutls_rnd(GNUTLS_RND_NONCE, &server->request_id_prefix, sizeof server->request_id_prefix);
     pthread_mutex_init(&server->idle_lock, NULL);
     pthread_cond_init(&server->idle_cond, NULL);
+    pthread_mutex_init(&server->conns_lock, NULL);
+    atomic_init(&server->stopping, false);
     struct tls_generation *g = tls_store_acquire(tls);
     server->daemon = start_daemon(server, g, &addr, ipv6);
     tls_generation_release(g);
@@ -452,9 +587,12 @@ struct http_server *http_server_start(const struct host_config *cfg, struct tls_
                  cfg->bind_address, cfg->secure_port);
         pthread_mutex_destroy(&server->idle_lock);
         pthread_cond_destroy(&server->idle_cond);
+        pthread_mutex_destroy(&server->conns_lock);
         free(server);
         return NULL;
     }
+    server->reaper_started =
+        pthread_create(&server->reaper, NULL, reap_slow_connections, server) == 0;
     return server;
 }
 
@@ -495,8 +633,12 @@ void http_server_stop(struct http_server *server)
 {
     if (server == NULL)
         return;
+    atomic_store(&server->stopping, true);
+    if (server->reaper_started)
+        pthread_join(server->reaper, NULL);
     MHD_stop_daemon(server->daemon);
     pthread_mutex_destroy(&server->idle_lock);
     pthread_cond_destroy(&server->idle_cond);
+    pthread_mutex_destroy(&server->conns_lock);
     free(server);
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <gnutls/gnutls.h>
 
@@ -18,8 +19,18 @@
 #include "state_pool.h"
 #include "tls_store.h"
 
-/* Idle Lua states kept for reuse; busier moments create more, then close them. */
-enum { MAX_IDLE_LUA_STATES = 16 };
+/* Idle Lua states kept for reuse: as many as 64 concurrent requests need, so steady load does
+ * not create states (a few ms of CPU each); a burst beyond that closes its extras on return.
+ * Idle states unused for --lua-state-idle-timeout are closed, so memory follows the load down. */
+enum { MAX_IDLE_LUA_STATES = 64 };
+
+/* States alive before a request waits briefly for one instead of making another: enough for
+ * every core to run Lua, several times over, when threads are preempted holding one. */
+static size_t lua_states_soft_limit(void)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return (size_t)(cores > 0 ? cores : 1) * 4;
+}
 
 /* The Lua periodic task is called this often; it decides itself what is due. */
 #define LUA_TICK_INTERVAL 1.0
@@ -39,6 +50,23 @@ static bool lua_tick(struct state_pool *pool, bool first, char *err, size_t errl
 static void run_tls_reload(void *context)
 {
     tls_store_reload_if_changed(context);
+}
+
+struct trim_task {
+    struct state_pool *pool;
+    double idle_seconds;
+};
+
+static void run_state_trim(void *context)
+{
+    const struct trim_task *task = context;
+    size_t closed = state_pool_trim(task->pool, task->idle_seconds);
+    if (closed > 0 && log_enabled(LOG_LEVEL_DEBUG)) {
+        char count[24];
+        snprintf(count, sizeof count, "%zu", closed);
+        const char *fields[] = {"closed", count, NULL};
+        log_write(LOG_LEVEL_DEBUG, "closed idle Lua states", fields);
+    }
 }
 
 static void run_lua_tick(void *context)
@@ -86,9 +114,11 @@ static int serve(const struct host_config *cfg, struct tls_store *tls, struct st
     struct http_server *server = http_server_start(cfg, tls, pool, err, sizeof err);
     if (server == NULL)
         return fail(1, err);
+    struct trim_task trim = {pool, cfg->lua_state_idle_timeout};
     const struct periodic_task tasks[] = {
         {cfg->tls_reload_interval, run_tls_reload, tls},
         {LUA_TICK_INTERVAL, run_lua_tick, pool},
+        {LUA_TICK_INTERVAL, run_state_trim, &trim},
     };
     struct periodic *periodic = periodic_start(tasks, sizeof tasks / sizeof tasks[0]);
     if (periodic == NULL) {
@@ -132,7 +162,8 @@ int main(int argc, char **argv)
     if (tls == NULL)
         return fail(2, err);
     struct runtime_options options = {cfg.lua_dir, cfg.providers_dir, tls};
-    struct state_pool *pool = state_pool_new(&options, MAX_IDLE_LUA_STATES, err, sizeof err);
+    struct state_pool *pool =
+        state_pool_new(&options, MAX_IDLE_LUA_STATES, lua_states_soft_limit(), err, sizeof err);
     if (pool == NULL) {
         tls_store_close(tls);
         return fail(1, err);

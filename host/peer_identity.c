@@ -72,14 +72,30 @@ static void copy_dn_values(gnutls_x509_crt_t leaf, const char *oid, char (*out)[
     }
 }
 
+/* The subject's last CN, as Go's pkix.Name (so kube) reads it. Empty when that
+ * last one is unusable (too long, an embedded NUL): never an earlier CN. */
+static void last_common_name(gnutls_x509_crt_t leaf, char *out, size_t out_size)
+{
+    out[0] = '\0';
+    for (unsigned idx = 0; idx < 64; idx++) {
+        char value[PEER_MAX_NAME];
+        size_t size = sizeof value;
+        int rc =
+            gnutls_x509_crt_get_dn_by_oid(leaf, GNUTLS_OID_X520_COMMON_NAME, idx, 0, value, &size);
+        if (rc == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+            return;
+        if (rc < 0 || strlen(value) != size)
+            out[0] = '\0';
+        else
+            snprintf(out, out_size, "%s", value);
+    }
+    out[0] = '\0'; /* 64 CNs: refuse rather than guess */
+}
+
 static void fill_names(gnutls_x509_crt_t leaf, const gnutls_datum_t *leaf_der,
                        struct peer_identity *out)
 {
-    size_t cn_count = 0;
-    char cn[1][PEER_MAX_NAME];
-    copy_dn_values(leaf, GNUTLS_OID_X520_COMMON_NAME, cn, 1, &cn_count);
-    if (cn_count == 1)
-        memcpy(out->common_name, cn[0], sizeof out->common_name);
+    last_common_name(leaf, out->common_name, sizeof out->common_name);
     copy_dn_values(leaf, GNUTLS_OID_X520_ORGANIZATION_NAME, out->organizations,
                    PEER_MAX_ORGANIZATIONS, &out->organization_count);
     unsigned char digest[32];

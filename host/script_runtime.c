@@ -12,9 +12,12 @@
 #include <lualib.h>
 
 #include "bindings/bindings.h"
+#include "bindings/limits.h"
 #include "bindings/log.h"
 #include "build_info.h"
 #include "config.h"
+#include "lua_alloc.h"
+#include "chunk_cache.h"
 #include "tls_binding.h"
 
 #define REGISTRY_HANDLE "myapiserver.handle"
@@ -120,12 +123,13 @@ static int load_app(lua_State *L)
 
 lua_State *script_runtime_new(const struct runtime_options *options, char *err, size_t errlen)
 {
-    lua_State *L = luaL_newstate();
+    lua_State *L = lua_alloc_newstate(); /* counts its bytes, for host.limits */
     if (L == NULL) {
         snprintf(err, errlen, "cannot create a Lua state: out of memory");
         return NULL;
     }
     open_allowed_libraries(L);
+    chunk_cache_install(L);
     set_package_paths(L, options);
     bindings_preload(L);
     if (options->tls != NULL)
@@ -134,13 +138,14 @@ lua_State *script_runtime_new(const struct runtime_options *options, char *err, 
     lua_pushcfunction(L, load_app);
     if (lua_pcall(L, 0, 0, -2) != LUA_OK) {
         snprintf(err, errlen, "loading Lua from %s: %s", options->lua_dir, lua_tostring(L, -1));
-        lua_close(L);
+        lua_alloc_close(L);
         return NULL;
     }
     lua_pop(L, 1);
     /* Loading leaves garbage (sources, parse tables) the size of the live heap; collect it now so
      * an idle state costs what it holds. */
     lua_gc(L, LUA_GCCOLLECT);
+    lua_gc(L, LUA_GCGEN, 0, 0);
     return L;
 }
 
@@ -168,8 +173,12 @@ bool script_runtime_tick(lua_State *L, bool first, char *err, size_t errlen)
 
 void script_runtime_close(lua_State *L)
 {
-    if (L != NULL)
-        lua_close(L);
+    lua_alloc_close(L);
+}
+
+bool script_runtime_reusable(lua_State *L)
+{
+    return limits_poisoned(L) == NULL;
 }
 
 static void push_string_pairs(lua_State *L, const struct name_value *pairs, size_t count)
@@ -335,6 +344,9 @@ void script_runtime_handle(lua_State *L, const struct request_view *req, struct 
                             "Internal error occurred: the request handler failed");
     }
     lua_settop(L, base);
+    const char *poisoned = limits_poisoned(L);
+    if (poisoned != NULL) /* once per request: the pool closes the state */
+        log_lua_failure(req->id, "a provider call hit its limit; closing its Lua state", poisoned);
 }
 
 static char *dup_cstring(const char *s)

@@ -73,4 +73,8 @@ bool script_runtime_tick(lua_State *L, bool first, char *err, size_t errlen);
 
 void script_runtime_close(lua_State *L);
 
+/// False when a limited call (host.limits) tripped in L: the state must be
+/// closed, not reused, since the code it interrupted may have left it half-changed.
+bool script_runtime_reusable(lua_State *L);
+
 #endif

@@ -692,6 +692,17 @@ function aws.restart(target, opts, ctx)
   if not creds then
     return nil, cred_key
   end
+  -- The key id and token travel in headers, where the HTTP client raises on a
+  -- line break (a Secret written with a trailing newline, a broken answer).
+  for _, value in ipairs({ creds.access_key, creds.session_token or "" }) do
+    if value:find("%c") then
+      if cred_key then
+        cache_drop(ctx, cred_key)
+      end
+      return nil, cloud_error("Unauthorized", "the AWS access key id or session token holds a control "
+        .. "character (a trailing newline?)", { sent = false })
+    end
+  end
   local secrets = { creds.secret_key, creds.session_token }
   local dry_run = opts.dry_run and true or false
   local body = "Action=RebootInstances&InstanceId.1=" .. target.instance_id .. "&Version=" .. EC2_VERSION

@@ -338,7 +338,9 @@ local function api_call(ctx, call)
       message = ("%s: unexpected HTTP %d from %s"):format(call.action, status, ep.host) }
   end
   if not response then
+    -- HTTP 200 that cannot be read: a RebootInstances may have been done (sent).
     return nil, { reason = "Internal", cloud_code = "InvalidResponse", request_id = request_id,
+      sent = not call.read_only,
       message = ("%s: the answer from %s is not an API 3.0 JSON response"):format(call.action, ep.host) }
   end
   return response
@@ -547,6 +549,17 @@ function tencentcloud.restart(target, opts, ctx)
   local creds, cred_err = credentials(ctx, region)
   if not creds then
     return nil, cred_err
+  end
+  -- The SecretId and token travel in headers, where the HTTP client raises on a
+  -- line break (a Secret written with a trailing newline, a broken STS answer).
+  for _, value in ipairs({ creds.secret_id, creds.session_token or "" }) do
+    if value:find("%c") then
+      if creds.cache_key then
+        forget(ctx, creds.cache_key)
+      end
+      return nil, { reason = "Unauthorized", message = "the Tencent Cloud SecretId or session token holds a "
+        .. "control character (a trailing newline?)" }
+    end
   end
   local call = {
     endpoint = ep, service = "cvm", version = CVM_VERSION, region = region, credentials = creds,

@@ -15,6 +15,7 @@ static const luaL_Reg preloads[] = {
     {"host.shared", luaopen_host_shared},   /* shared.c */
     {"host.yaml", luaopen_host_yaml},       /* yaml.c */
     {"host.process", luaopen_host_process}, /* process.c */
+    {"host.limits", luaopen_host_limits},   /* limits.c */
     {"cjson", luaopen_cjson},               /* lua-cjson */
     {NULL, NULL},
 };

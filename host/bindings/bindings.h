@@ -14,6 +14,7 @@ int luaopen_host_fs(lua_State *L);      /* fs.c: read files, stat, list director
 int luaopen_host_shared(lua_State *L);  /* shared.c: process-wide key/value store */
 int luaopen_host_yaml(lua_State *L);    /* yaml.c: YAML documents to Lua values (libyaml) */
 int luaopen_host_process(lua_State *L); /* process.c: run a program with a deadline */
+int luaopen_host_limits(lua_State *L);  /* limits.c: instruction and memory limits per call */
 
 /// Makes every host module (and cjson) loadable with require() in L,
 /// without loading any of them yet (package.preload).

@@ -284,6 +284,12 @@ static void test_usage_errors(void)
     EXPECT(CONFIG_EXIT_USAGE, "reload interval below 50ms", CERTS, "--tls-reload-interval=10ms");
     EXPECT(CONFIG_EXIT_USAGE, "bad duration", CERTS, "--shutdown-timeout=5");
     EXPECT(CONFIG_EXIT_USAGE, "--help=1", CERTS, "--help=1");
+    EXPECT(CONFIG_EXIT_USAGE, "instruction limit -1", CERTS, "--provider-instruction-limit=-1");
+    EXPECT(CONFIG_EXIT_USAGE, "instruction limit 5e7", CERTS, "--provider-instruction-limit=5e7");
+    EXPECT(CONFIG_EXIT_USAGE, "memory limit 32MB", CERTS, "--provider-memory-limit=32MB");
+    EXPECT(CONFIG_EXIT_USAGE, "kubernetes timeout 0", CERTS, "--kubernetes-api-timeout=0");
+    EXPECT(CONFIG_OK, "limits off", CERTS, "--provider-instruction-limit=0",
+           "--provider-memory-limit=0");
 
     EXPECT(CONFIG_EXIT_SUCCESS, "--help", "--help");
     EXPECT(CONFIG_EXIT_SUCCESS, "-h", "-h");

@@ -37,6 +37,12 @@ local function seconds(flags, name, default)
   return total
 end
 
+-- "32Mi" -> bytes (host/config.c checked the form).
+local function bytes(flags, name, default)
+  local number, unit = (flags[name] or default):match("^(%d+)(%a*)$")
+  return math.tointeger(tonumber(number)) * ({ [""] = 1, Ki = 1 << 10, Mi = 1 << 20, Gi = 1 << 30 })[unit]
+end
+
 -- The Kubernetes API client, or nil and why (not every deployment needs one:
 -- client certificates of system:masters users work without it).
 local function kubernetes(config, deps)
@@ -51,7 +57,8 @@ local function kubernetes(config, deps)
   if not connection then
     return nil, err
   end
-  return client.new(connection, { version = config.version, log = deps.log })
+  return client.new(connection, { version = config.version, log = deps.log,
+    timeout = seconds(config.flags, "kubernetes-api-timeout", 10) })
 end
 
 local function token_reviewer(k8s, k8s_error, within)
@@ -109,6 +116,13 @@ local function build_auth(flags, ctx)
   return trust, authenticator, authorizer
 end
 
+-- The per-call limits of provider scripts (host.limits; docs/providers.md).
+local function provider_limits(flags, deps)
+  return { run = (deps.limits or require("host.limits")).run,
+    instructions = math.tointeger(tonumber(flags["provider-instruction-limit"] or "50000000")),
+    memory = bytes(flags, "provider-memory-limit", "32Mi"), memory_text = flags["provider-memory-limit"] or "32Mi" }
+end
+
 -- The provider registry, the nodes view and the restart handler.
 local function build_nodes(flags, ctx, deps)
   local time = ctx.time
@@ -117,7 +131,7 @@ local function build_nodes(flags, ctx, deps)
     shared = ctx.shared, crypto = ctx.crypto, cjson = ctx.cjson, xml = require("infraops.xml"),
     sigv4 = require("infraops.signers.sigv4"), tc3 = require("infraops.signers.tc3"), getenv = os.getenv,
     time = { now = time.now, amz_date = time.amz_date, iso8601 = time.iso8601, date = time.date,
-      parse_iso8601 = time.parse_iso8601 },
+      parse_iso8601 = time.parse_iso8601 }, limits = provider_limits(flags, deps),
   }))
   local node_guards = guards.new({ own_node = flags["node-name"], protected = flags["protected-nodes-selector"] })
   if not ctx.k8s then
@@ -130,7 +144,7 @@ local function build_nodes(flags, ctx, deps)
   })
   local restarter = restart.new({
     k8s = ctx.k8s, registry = registry, guards = node_guards, crypto = ctx.crypto, cjson = ctx.cjson,
-    log = ctx.log, now = time.now, monotonic = ctx.monotonic, iso8601 = time.iso8601,
+    shared = ctx.shared, log = ctx.log, now = time.now, monotonic = ctx.monotonic, iso8601 = time.iso8601,
     iso8601_micro = time.iso8601_micro, parse_time = time.parse_iso8601, sleep = time.sleep,
     random = math.random, lease_namespace = flags["lease-namespace"],
     cooldown = seconds(flags, "restart-cooldown", 300),
@@ -184,7 +198,7 @@ end
 --- Builds the handler and the periodic task.
 -- @tparam table config { version = string, flags = { [flag] = string } }
 -- @tparam[opt] table deps injected: log, shared, crypto, cjson, tls, time, monotonic,
---   k8s (a client, or false for none) and k8s_error, registry, fs, http
+--   k8s (a client, or false for none) and k8s_error, registry, fs, http, limits
 -- @treturn function handle(req) -> { status, headers, body, user }
 -- @treturn function tick(first) -> true | nil, err
 function app.new(config, deps)
@@ -216,7 +230,7 @@ function app.new(config, deps)
     elseif n == 5 then
       return node_views:get(segments[5], header(req, "accept"))
     end
-    return restarter.handle(segments[5], user, req.body, query)
+    return restarter.handle(segments[5], user, req.body, query, header(req, "content-type"))
   end
 
   local function route(req, segments, query, user)

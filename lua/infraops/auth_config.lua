@@ -45,12 +45,42 @@ local function json_list(cjson, data, key)
   if not ok or type(value) ~= "table" then
     return nil, ("%s is not a JSON array of strings"):format(key)
   end
+  -- cjson decodes objects to tables too: {"a":"b"} must not pass as an empty list
+  -- (an empty allowed-names list allows every name).
+  local count = 0
+  for _ in pairs(value) do
+    count = count + 1
+  end
+  if count ~= #value then
+    return nil, ("%s is not a JSON array of strings"):format(key)
+  end
   for _, v in ipairs(value) do
     if type(v) ~= "string" then
       return nil, ("%s is not a JSON array of strings"):format(key)
     end
   end
   return value
+end
+
+-- A ConfigMap's data is map[string]string; anything else is not a ConfigMap
+-- kube would serve (an empty 200 answer decodes to true).
+local function configmap_data(cm, null)
+  if type(cm) ~= "table" then
+    return nil, "the answer is not a ConfigMap"
+  end
+  local data = cm.data
+  if data == nil or data == null then
+    return {}
+  end
+  if type(data) ~= "table" then
+    return nil, "its data is not a map of strings"
+  end
+  for k, v in pairs(data) do
+    if type(k) ~= "string" or type(v) ~= "string" then
+      return nil, "its data is not a map of strings"
+    end
+  end
+  return data
 end
 
 --- Request-header settings from the ConfigMap's data (nil when it holds no
@@ -107,7 +137,11 @@ function auth_config.new(deps)
       return nil, ("cannot read kube-system/extension-apiserver-authentication: %s%s"):format(
         err.message, hint)
     end
-    return cm.data or {}
+    local data, why = configmap_data(cm, deps.cjson.null)
+    if not data then
+      return nil, "kube-system/extension-apiserver-authentication: " .. why
+    end
+    return data
   end
 
   local function apply(data)

@@ -34,6 +34,20 @@ local function with_authenticated(groups)
   return out
 end
 
+-- The user (or uid) header as kube reads it (k8s.io/apiserver requestheader
+-- headerValue: http.Header.Get per name): the first line of the first named
+-- header whose first line is not empty. An empty first line is not skipped in
+-- favour of a later line of the same header.
+local function first_value(headers, names)
+  for _, name in ipairs(names) do
+    local value = (headers[name:lower()] or {})[1]
+    if value ~= nil and value ~= "" then
+      return value
+    end
+  end
+  return nil
+end
+
 -- All non-empty values of the given (lower-case) header names, in order.
 local function header_values(headers, names)
   local out = {}
@@ -86,14 +100,13 @@ function authn.from_request_header(req, settings)
     return nil, ("client certificate CN %q is not allowed to send front-proxy headers"):format(
       tostring(peer.common_name))
   end
-  local names = header_values(req.headers, settings.username_headers)
-  if #names == 0 then
+  local name = first_value(req.headers, settings.username_headers)
+  if not name then
     return nil
   end
-  local uids = header_values(req.headers, settings.uid_headers or {})
   return {
-    name = names[1],
-    uid = uids[1],
+    name = name,
+    uid = first_value(req.headers, settings.uid_headers or {}),
     groups = with_authenticated(header_values(req.headers, settings.group_headers)),
     extra = header_extras(req.headers, settings.extra_prefixes),
     via = "front-proxy",

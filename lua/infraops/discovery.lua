@@ -1,8 +1,9 @@
 -- The API discovery documents of infraops.michael.io/v1: the legacy
 -- APIGroupList / APIGroup / APIResourceList, and the aggregated discovery
 -- document (apidiscovery.k8s.io/v2) that kube-aggregator asks /apis for.
--- Every document is encoded once, in new(); serving one is a table lookup.
-local cjson = require("cjson")
+-- Every document is encoded once, in new(), with sorted keys so every Lua
+-- state (and replica) serves the same bytes; serving one is a table lookup.
+local stable_json = require("infraops.stable_json")
 
 local discovery = {}
 
@@ -110,10 +111,10 @@ function discovery.new()
   local api_group = group_document()
   api_group.kind, api_group.apiVersion = "APIGroup", "v1"
   local self = {
-    group_list = cjson.encode(group_list),
-    api_group = cjson.encode(api_group),
-    resource_list = cjson.encode(resource_list()),
-    aggregated = cjson.encode(aggregated_list()),
+    group_list = stable_json.encode(group_list),
+    api_group = stable_json.encode(api_group),
+    resource_list = stable_json.encode(resource_list()),
+    aggregated = stable_json.encode(aggregated_list()),
   }
 
   --- The encoded document and its content type for a discovery path, or nil.

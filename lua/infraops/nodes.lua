@@ -3,10 +3,13 @@
 -- provider registry, whether it may be restarted from the guards) and from the
 -- node's restart Lease (infraops.restart_record), never stored.
 --
--- Lists are served one page per request: the core list is asked for one page
--- (limit, default and at most nodes.MAX_LIMIT) and its continue token handed
--- back, so the client pages and a large cluster is never held at once; the
--- restart Leases of a page come from one Lease list call.
+-- Lists page as kube-apiserver's do: with `limit`, one page (at most
+-- nodes.MAX_LIMIT) and the core list's continue token handed back, so a client
+-- that pages (kubectl, client-go's pager) never has a large cluster held at
+-- once; without `limit`, every node, read from the core API in pages of
+-- nodes.MAX_LIMIT (one consistent snapshot, as the continue tokens carry its
+-- resourceVersion), each page turned into our small objects before the next
+-- is read. The restart Leases come from one Lease list call.
 --
 -- Accept: application/json;as=Table;v=v1;g=meta.k8s.io (what kubectl sends)
 -- gets a meta.k8s.io/v1 Table with NAME PROVIDER INSTANCE REGION RESTARTABLE
@@ -23,6 +26,7 @@ nodes.API_VERSION = "infraops.michael.io/v1"
 nodes.RESOURCE = "nodes"
 nodes.DEFAULT_LIMIT = 500
 nodes.MAX_LIMIT = 500
+nodes.MAX_PAGES = 1000 -- a list without limit stops with an error past this many core pages
 nodes.MANAGED_BY = "myapiserver"
 
 local JSON = "application/json"
@@ -36,6 +40,7 @@ local MATCH_REASONS = {
   no_provider_id = "NoProviderID",
   no_match = "NoMatchingProvider",
   malformed = "MalformedProviderID",
+  limit = "ProviderFailed",
 }
 -- guards codes -> status.reason
 local GUARD_REASONS = { own_node = "OwnNode", protected = "Protected" }
@@ -343,22 +348,23 @@ local function row_object(view, include)
   return { kind = "PartialObjectMetadata", apiVersion = "meta.k8s.io/v1", metadata = view.metadata }
 end
 
-function methods:_table(views, meta, query, now)
-  local include = param(query, "includeObject")
-  local rows = {}
-  for i, view in ipairs(views) do
-    local cloud = view.status.cloud or {}
-    local created = self:_time(view.metadata.creationTimestamp)
-    local cells = {
-      view.metadata.name or "",
-      str(cloud.provider) or "<none>",
-      str(cloud.instanceID) or "<none>",
-      str(cloud.region) or "<none>",
-      view.status.restartable,
-      created and nodes.human_duration(now - created) or "<unknown>",
-    }
-    rows[i] = cjson.encode({ cells = cells, object = row_object(view, include) })
-  end
+-- One Table row, encoded.
+function methods:_table_row(view, include, now)
+  local cloud = view.status.cloud or {}
+  local created = self:_time(view.metadata.creationTimestamp)
+  local cells = {
+    view.metadata.name or "",
+    str(cloud.provider) or "<none>",
+    str(cloud.instanceID) or "<none>",
+    str(cloud.region) or "<none>",
+    view.status.restartable,
+    created and nodes.human_duration(now - created) or "<unknown>",
+  }
+  return cjson.encode({ cells = cells, object = row_object(view, include) })
+end
+
+-- The Table of already encoded rows.
+local function table_response(rows, meta)
   local head = {
     kind = "Table",
     apiVersion = "meta.k8s.io/v1",
@@ -366,6 +372,17 @@ function methods:_table(views, meta, query, now)
     columnDefinitions = COLUMNS,
   }
   return ok_response(encode_with_array(head, "rows", rows))
+end
+
+-- The encoder of one view for the answer asked for: a Table row or the Node's JSON.
+function methods:_encoder(accept, query, now)
+  if nodes.wants_table(accept) then
+    local include = param(query, "includeObject")
+    return function(view)
+      return self:_table_row(view, include, now)
+    end
+  end
+  return cjson.encode
 end
 
 --- GET nodes/NAME.
@@ -402,12 +419,31 @@ function methods:get(name, accept, query)
   local now = self.now()
   local view = self:view(node, lease, now)
   if nodes.wants_table(accept) then
-    return self:_table({ view }, { resourceVersion = view.metadata.resourceVersion }, query, now)
+    local row = self:_encoder(accept, query, now)(view)
+    return table_response({ row }, { resourceVersion = view.metadata.resourceVersion })
   end
   return ok_response(cjson.encode(view))
 end
 
---- GET nodes: one page of the core node list.
+-- The restart Leases by name, or nil and the failure response.
+function methods:_restart_leases()
+  local lease_list, lerr = self.k8s:get(self.leases_path, {
+    query = { labelSelector = restart_record.LABELS.managed_by .. "=" .. nodes.MANAGED_BY },
+  })
+  if not lease_list then
+    return nil, self:_api_failure(lerr, ("list leases in namespace %q"):format(self.lease_namespace))
+  end
+  local leases = {}
+  for _, lease in ipairs(tbl(tbl(lease_list) and lease_list.items) or {}) do
+    local lease_name = tbl(lease) and tbl(lease.metadata) and str(lease.metadata.name)
+    if lease_name then
+      leases[lease_name] = lease
+    end
+  end
+  return leases
+end
+
+--- GET nodes: with limit, one page of the core node list; without, all of it.
 -- @tparam[opt] table query decoded query (name -> {values} or name -> string)
 -- @tparam[opt] string accept the Accept header
 -- @return response table
@@ -426,7 +462,7 @@ function methods:list(query, accept)
       core_query[name] = value
     end
   end
-  local limit = nodes.DEFAULT_LIMIT
+  local limit, all = nodes.DEFAULT_LIMIT, true
   local limit_text = param(query, "limit")
   if limit_text and limit_text ~= "" then
     local n = limit_text:find("^%d+$") and math.tointeger(tonumber(limit_text))
@@ -435,49 +471,53 @@ function methods:list(query, accept)
         :format(limit_text:sub(1, 100)))
     end
     if n > 0 then
-      limit = math.min(n, nodes.MAX_LIMIT)
+      limit, all = math.min(n, nodes.MAX_LIMIT), false
     end
   end
   core_query.limit = tostring(limit)
 
-  local list, err = self.k8s:get("/api/v1/nodes", { query = core_query })
-  if not list then
-    return self:_api_failure(err, "list nodes")
-  elseif type(list) ~= "table" then
-    return self:_api_failure({ code = "invalid_response", message = "empty body" }, "list nodes")
-  end
-  local items = tbl(list.items) or {}
-
-  local leases = {}
-  if #items > 0 then
-    local lease_list, lerr = self.k8s:get(self.leases_path, {
-      query = { labelSelector = restart_record.LABELS.managed_by .. "=" .. nodes.MANAGED_BY },
-    })
-    if not lease_list then
-      return self:_api_failure(lerr, ("list leases in namespace %q"):format(self.lease_namespace))
+  local now = self.now()
+  -- Each node is encoded as soon as its view is made: what a long list keeps is its answer's
+  -- text, not the decoded core pages nor the views.
+  local encode = self:_encoder(accept, query, now)
+  local encoded, leases, meta, pages = {}, nil, nil, 0
+  repeat
+    local page_query = {}
+    for k, v in pairs(core_query) do
+      page_query[k] = v
     end
-    for _, lease in ipairs(tbl(tbl(lease_list) and lease_list.items) or {}) do
-      local lease_name = tbl(lease) and tbl(lease.metadata) and str(lease.metadata.name)
-      if lease_name then
-        leases[lease_name] = lease
+    local list, err = self.k8s:get("/api/v1/nodes", { query = page_query })
+    if not list then
+      return self:_api_failure(err, "list nodes")
+    elseif type(list) ~= "table" then
+      return self:_api_failure({ code = "invalid_response", message = "empty body" }, "list nodes")
+    end
+    local items = tbl(list.items) or {}
+    if not leases and #items > 0 then
+      local lerr
+      leases, lerr = self:_restart_leases()
+      if not leases then
+        return lerr
       end
     end
+    for _, node in ipairs(items) do
+      local name = tbl(node) and tbl(node.metadata) and str(node.metadata.name)
+      local lease = name and leases[restart_record.lease_name(name, self.crypto)] or nil
+      encoded[#encoded + 1] = encode(self:view(node, lease, now))
+    end
+    meta = meta or list_meta(list.metadata)
+    core_query.continue = list_meta(list.metadata).continue
+    pages = pages + 1
+    if all and core_query.continue and pages >= nodes.MAX_PAGES then
+      return self:_api_failure({ code = "internal", message = ("the core node list did not end after %d pages")
+        :format(pages) }, "list nodes")
+    end
+  until not all or not core_query.continue
+  if all then -- one whole list, as kube-apiserver answers a list without limit
+    meta.continue, meta.remainingItemCount = nil, nil
   end
-
-  local now = self.now()
-  local views = {}
-  for _, node in ipairs(items) do
-    local name = tbl(node) and tbl(node.metadata) and str(node.metadata.name)
-    local lease = name and leases[restart_record.lease_name(name, self.crypto)] or nil
-    views[#views + 1] = self:view(node, lease, now)
-  end
-  local meta = list_meta(list.metadata)
   if nodes.wants_table(accept) then
-    return self:_table(views, meta, query, now)
-  end
-  local encoded = {}
-  for i, view in ipairs(views) do
-    encoded[i] = cjson.encode(view)
+    return table_response(encoded, meta)
   end
   local head = { apiVersion = nodes.API_VERSION, kind = "NodeList", metadata = meta }
   return ok_response(encode_with_array(head, "items", encoded))

@@ -2,14 +2,23 @@
 -- in its own environment (no io, os.execute, require, load or server globals;
 -- writing a global raises), checked against the contract (docs/providers.md),
 -- and given a `ctx` of its own. A script that fails to load is logged and left
--- out; the others serve. Least privilege for trusted code, not a sandbox
--- against hostile code: see docs/architecture.md.
+-- out; the others serve. Every call into a script (its chunk, match, restart,
+-- check) runs under an instruction and a memory limit (host.limits): a script
+-- that loops or allocates without bound fails that call instead of the server.
+-- Least privilege for trusted code, not a sandbox against hostile code: see
+-- docs/architecture.md.
 local providers = {}
 
 local API_VERSION = 1
 local MAX_SCRIPT_BYTES = 1024 * 1024
 local MAX_READ_FILE = 64 * 1024
 local MAX_HTTP_TIMEOUT = 20
+local MAX_DEPTH = 16 -- of the plain copies of what a provider returns
+
+-- Without deps.limits (specs with fakes): no limits, a plain pcall.
+local UNLIMITED = { run = function(fn, _, ...) return pcall(fn, ...) end }
+local LIMIT_FLAGS = { ["instruction limit exceeded"] = "provider-instruction-limit",
+  ["memory limit exceeded"] = "provider-memory-limit" }
 
 local BASE = { "assert", "error", "ipairs", "next", "pairs", "pcall", "select", "tonumber", "tostring", "type",
   "xpcall", "rawequal", "rawget", "rawlen", "rawset", "setmetatable", "getmetatable", "_VERSION" }
@@ -34,6 +43,22 @@ local function environment(name)
     env[lib] = copy(_G[lib])
   end
   env.os = { time = os.time, clock = os.clock, date = os.date }
+  -- Lua runs finalizers, and message handlers of errors raised by a limit,
+  -- with hooks off: the instruction limit could not stop a loop in them. So no
+  -- __gc, and xpcall's handler runs after the stack has unwound.
+  env.setmetatable = function(t, mt)
+    if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
+      error(("provider %s: __gc finalizers are not allowed"):format(name), 2)
+    end
+    return setmetatable(t, mt)
+  end
+  env.xpcall = function(f, handler, ...)
+    local results = table.pack(pcall(f, ...))
+    if results[1] then
+      return table.unpack(results, 1, results.n)
+    end
+    return false, select(2, pcall(handler, results[2]))
+  end
   return setmetatable(env, {
     __newindex = function(_, key)
       error(("provider %s: assignment to global '%s' (use locals)"):format(name, tostring(key)), 2)
@@ -62,23 +87,85 @@ local function check_contract(module, file)
   return module, file
 end
 
+-- A copy of v made of strings, numbers, booleans and tables of them (no
+-- metatables, functions or coroutines), so no provider code runs when the
+-- server reads what a provider returned.
+local function plain(v, depth)
+  local kind = type(v)
+  if kind ~= "table" then
+    return (kind == "string" or kind == "number" or kind == "boolean") and v or nil
+  end
+  if depth >= MAX_DEPTH then
+    return nil
+  end
+  local out = {}
+  local k, x = next(v)
+  while k ~= nil do
+    local kk = type(k)
+    if kk == "string" or kk == "number" or kk == "boolean" then
+      out[k] = plain(x, depth + 1)
+    end
+    k, x = next(v, k)
+  end
+  return out
+end
+
+-- An error value as text, without calling a provider's __tostring.
+local function describe(err)
+  return type(err) == "string" and err or ("(error object is a %s value)"):format(type(err))
+end
+
+local function limit_message(limits, what, tripped)
+  if tripped:match("^not run: ") then
+    return ("the %s call was not run: an earlier provider call in this request hit its limit"):format(what)
+  end
+  local flag = LIMIT_FLAGS[tripped]
+  return ("the %s call exceeded its %s (--%s=%s)"):format(what, (tripped:gsub(" exceeded$", "")), tostring(flag),
+    tostring(flag == "provider-memory-limit" and limits.memory_text or limits.instructions))
+end
+
+-- Calls fn(...), provider code, under the limits; copies its first three
+-- results to plain values inside the call (raw = true: as they are). Returns
+-- true, r1, r2, r3 | false, message (it raised) | nil, message (a limit; the
+-- Lua state is then discarded after the request, except for a chunk: a script
+-- that fails to load leaves nothing behind).
+local function guarded(limits, name, what, raw, fn, ...)
+  local ok, r1, r2, r3 = limits.run(function(...)
+    local a, b, c = fn(...)
+    if raw then
+      return a, b, c
+    end
+    return plain(a, 0), plain(b, 0), plain(c, 0)
+  end, { instructions = limits.instructions, memory = limits.memory, poison = what ~= "load",
+    label = ("provider %s (%s)"):format(name, what) }, ...)
+  if ok == nil then
+    return nil, limit_message(limits, what, r1)
+  elseif not ok then
+    return false, describe(r1)
+  end
+  return true, r1, r2, r3
+end
+
 --- Loads one script from its text. Returns the module, or nil, message.
-function providers.load_script(text, file)
+-- limits: { run = host.limits.run, instructions, memory } (nil: none).
+function providers.load_script(text, file, limits)
   local chunk, err = load(text, "@" .. file, "t", environment(file))
   if not chunk then
     return nil, err
   end
-  local ok, module = pcall(chunk)
+  local ok, module = guarded(limits or UNLIMITED, file, "load", true, chunk)
   if not ok then
-    return nil, tostring(module)
+    return nil, module
   end
   return check_contract(module, file)
 end
 
--- The ctx a provider gets (docs/providers.md), built once per provider.
-local function make_ctx(name, deps)
+-- The ctx a provider gets (docs/providers.md), built once per provider;
+-- entry.http_calls counts its HTTP requests.
+local function make_ctx(name, deps, entry)
   local client
   local function http(req)
+    entry.http_calls = (entry.http_calls or 0) + 1
     client = client or deps.http.new({ timeout = MAX_HTTP_TIMEOUT, connect_timeout = 5 })
     local timeout = math.min(tonumber(req.timeout) or 10, MAX_HTTP_TIMEOUT)
     return client:request({ method = req.method, url = req.url, headers = req.headers, body = req.body,
@@ -140,8 +227,10 @@ local function list_scripts(fs, dirs)
 end
 
 --- Loads every provider. deps: fs, log, http, shared, crypto, time, cjson, xml,
--- sigv4, tc3, getenv. Returns a registry, or nil, message when a directory
--- cannot be listed (a misconfiguration, not a broken script).
+-- sigv4, tc3, getenv, limits (optional: { run = host.limits.run, instructions,
+-- memory (bytes), memory_text (as the flag said it) }). Returns a registry, or
+-- nil, message when a directory cannot be listed (a misconfiguration, not a
+-- broken script).
 function providers.load(dirs, deps)
   local files, err = list_scripts(deps.fs, dirs)
   if not files then
@@ -152,13 +241,14 @@ function providers.load(dirs, deps)
     local text, read_err = deps.fs.read_file(file, MAX_SCRIPT_BYTES)
     local module, load_err = nil, read_err
     if text then
-      module, load_err = providers.load_script(text, file)
+      module, load_err = providers.load_script(text, file, deps.limits)
     end
     if module and by_name[module.name] then
       module, load_err = nil, ("provider name %q already loaded from %s"):format(module.name, by_name[module.name].file)
     end
     if module then
-      local entry = { name = module.name, file = file, module = module, ctx = make_ctx(module.name, deps) }
+      local entry = { name = module.name, file = file, module = module }
+      entry.ctx = make_ctx(module.name, deps, entry)
       loaded[#loaded + 1] = entry
       by_name[module.name] = entry
     else
@@ -170,12 +260,13 @@ function providers.load(dirs, deps)
     end
   end
   table.sort(loaded, function(a, b) return a.name < b.name end)
-  return providers.registry(loaded, failed, deps.log)
+  return providers.registry(loaded, failed, deps.log, deps.limits)
 end
 
---- A registry over loaded entries ({name, file, module, ctx}).
-function providers.registry(loaded, failed, log)
+--- A registry over loaded entries ({name, file, module, ctx}); limits as for load.
+function providers.registry(loaded, failed, log, limits)
   local self = { failed = failed }
+  limits = limits or UNLIMITED
 
   function self.names()
     local out = {}
@@ -186,16 +277,18 @@ function providers.registry(loaded, failed, log)
   end
 
   --- The provider for a node: entry, target; or nil, code, message with code
-  -- no_provider_id | no_match | malformed.
+  -- no_provider_id | no_match | malformed | limit (a provider call hit its limit).
   function self.match(node)
     local provider_id = ((node or {}).spec or {}).providerID
     if type(provider_id) ~= "string" or provider_id == "" then
       return nil, "no_provider_id", "the node has no spec.providerID"
     end
     for _, e in ipairs(loaded) do
-      local ok, target, err = pcall(e.module.match, provider_id, node, e.ctx)
-      if not ok then
-        log.error("provider match raised an error", { provider = e.name, error = tostring(target) })
+      local ok, target, err = guarded(limits, e.name, "match", false, e.module.match, provider_id, node, e.ctx)
+      if ok == nil then
+        return nil, "limit", ("%s: %s"):format(e.name, target)
+      elseif not ok then
+        log.error("provider match raised an error", { provider = e.name, error = target })
       elseif target then
         return e, target
       elseif err then
@@ -208,11 +301,21 @@ function providers.registry(loaded, failed, log)
   end
 
   --- One reboot attempt: result, or nil, cloud error table (docs/providers.md).
+  -- A provider that raised or hit a limit gives reason Internal with
+  -- provider_failed = true, and sent = true when it made an HTTP request first
+  -- (the reboot may have gone out).
   function self.restart(entry, target, opts)
-    local ok, result, err = pcall(entry.module.restart, target, opts, entry.ctx)
+    local calls = entry.http_calls or 0
+    local ok, result, err = guarded(limits, entry.name, "restart", false, entry.module.restart, target, opts,
+      entry.ctx)
     if not ok then
-      log.error("provider restart raised an error", { provider = entry.name, error = tostring(result) })
-      return nil, { reason = "Internal", message = ("provider %s failed"):format(entry.name) }
+      local sent = (entry.http_calls or 0) > calls or nil
+      if ok == nil then -- the host logs it, with the request id
+        return nil, { reason = "Internal", message = result, provider_failed = true, sent = sent }
+      end
+      log.error("provider restart raised an error", { provider = entry.name, error = result })
+      return nil, { reason = "Internal", message = ("provider %s failed"):format(entry.name), provider_failed = true,
+        sent = sent }
     end
     if result == nil and type(err) ~= "table" then
       err = { reason = "Internal", message = ("provider %s: %s"):format(entry.name, tostring(err)) }
@@ -226,11 +329,13 @@ function providers.registry(loaded, failed, log)
     for _, e in ipairs(loaded) do
       local ready, reason = true, nil
       if e.module.check then
-        local ok, r1, r2 = pcall(e.module.check, e.ctx)
+        local ok, r1, r2 = guarded(limits, e.name, "check", false, e.module.check, e.ctx)
         if ok then
           ready, reason = r1 == true, (r1 ~= true and r2) or nil
+        elseif ok == nil then
+          ready, reason = false, r1
         else
-          ready, reason = false, "check raised an error: " .. tostring(r1)
+          ready, reason = false, "check raised an error: " .. r1
         end
       end
       out[#out + 1] = { name = e.name, ready = ready, reason = reason }

@@ -89,13 +89,21 @@ local function api_failure(err, what)
   elseif err.code == "forbidden" then
     return status.failure(500, "InternalError", ("Internal error occurred: this server is not allowed to %s: %s")
       :format(what, err.message))
+  elseif err.code == "invalid_response" then
+    return status.failure(503, "ServiceUnavailable", ("the Kubernetes API gave an answer that cannot be read (%s): %s")
+      :format(what, err.message or err.code))
   end
   return status.failure(503, "ServiceUnavailable", ("the Kubernetes API could not be reached (%s): %s")
     :format(what, err.message or err.code))
 end
 
-local function cloud_failure(name, entry, err)
+-- The cloud (or provider) error as the Status the user gets. An outcome that is
+-- not known (err.sent: the reboot may have gone out) never carries
+-- Retry-After, so clients do not repeat it (docs/restart.md).
+local function cloud_failure(name, entry, err, dry_run)
   local where = ("%s: %s"):format(entry.name, err.message or err.reason or "error")
+  local maybe = (err.sent and not dry_run)
+    and ("; the restart of node %q may or may not have happened"):format(name) or ""
   if err.cloud_code then
     local id = err.request_id and (", request id " .. err.request_id) or ""
     where = ("%s (%s%s)"):format(where, err.cloud_code, id)
@@ -107,22 +115,41 @@ local function cloud_failure(name, entry, err)
     local wait = math.max(1, math.ceil(tonumber(err.retry_after) or 5))
     return status.failure(429, "TooManyRequests", ("the cloud provider is throttling requests: %s"):format(where),
       { name = name, group = GROUP, kind = "nodes", retryAfterSeconds = wait }, { ["Retry-After"] = tostring(wait) })
-  elseif err.reason == "Timeout" then
+  elseif err.reason == "Timeout" or (err.sent and not dry_run and err.reason == "Unavailable") then
     return status.failure(504, "Timeout", ("Timeout: the cloud provider did not answer; the restart of node %q "
       .. "may or may not have happened (%s)"):format(name, where), { name = name, group = GROUP, kind = "nodes" })
   elseif err.reason == "Unavailable" then
     return status.failure(503, "ServiceUnavailable", ("the cloud provider is unavailable: %s"):format(where),
       { name = name, group = GROUP, kind = "nodes", retryAfterSeconds = 5 }, { ["Retry-After"] = "5" })
+  elseif err.reason == "Internal" and err.sent and not err.provider_failed then
+    return status.failure(502, "BadGateway", ("the cloud provider's answer could not be understood%s: %s")
+      :format(maybe, where), { name = name, group = GROUP, kind = "nodes",
+        causes = { { reason = err.reason, message = err.message, field = err.cloud_code } } })
   elseif err.reason == "Internal" then
-    return status.failure(500, "InternalError", "Internal error occurred: " .. where)
+    return status.failure(500, "InternalError", "Internal error occurred: " .. where .. maybe)
   end
   return status.failure(502, "BadGateway", message, { name = name, group = GROUP, kind = "nodes",
     causes = { { reason = err.reason, message = err.message, field = err.cloud_code } } })
 end
 
+--- nil if the body's Content-Type is one the server reads (none, or JSON: as
+-- kube's NegotiateInputSerializer, a missing type means JSON), else the 415
+-- kube answers. A browser can send text/plain, form and multipart bodies to
+-- another site without asking (e.g. to kubectl proxy on localhost): refusing
+-- them keeps such a page from restarting nodes.
+function restart.unsupported_media_type(content_type)
+  local media = content_type and content_type:match("^%s*([^;%s]+)")
+  if media == nil or media:lower() == "application/json" then
+    return nil
+  end
+  return status.failure(415, "UnsupportedMediaType", "the body of the request was in an unknown format - "
+    .. "accepted media types include: application/json")
+end
+
 --- Creates the handler. deps: k8s, registry, guards, crypto, cjson, log,
 -- now (Unix seconds), iso8601, iso8601_micro, parse_time, sleep, random,
--- lease_namespace, cooldown (s), identity (Lease holder).
+-- lease_namespace, cooldown (s), identity (Lease holder); shared (host.shared, optional:
+-- with it a Lease this server has not seen is created at once instead of read first).
 function restart.new(deps)
   local self = {}
   local leases_path = ("/apis/coordination.k8s.io/v1/namespaces/%s/leases"):format(deps.lease_namespace)
@@ -191,7 +218,34 @@ function restart.new(deps)
   end
 
   -- Takes the lease (create, or update the stale one with its resourceVersion).
+  -- Whether this server has seen the node's Lease exist (host.shared, all states): a node it has
+  -- not is most likely restarted for the first time, so its Lease is created at once, one round
+  -- trip instead of a read and a create; AlreadyExists sends it down the read-and-update path.
+  local KNOWN_PREFIX, KNOWN_TTL = "restart:lease-known:", 3600
+  local function lease_known(lease_name)
+    return deps.shared ~= nil and deps.shared.get(KNOWN_PREFIX .. lease_name) ~= nil
+  end
+  local function remember_lease(lease_name, exists)
+    if deps.shared then
+      if exists then
+        deps.shared.set(KNOWN_PREFIX .. lease_name, "1", KNOWN_TTL)
+      else
+        deps.shared.delete(KNOWN_PREFIX .. lease_name)
+      end
+    end
+  end
+
   local function take_lease(name, lease_name, annotations)
+    if deps.shared and not lease_known(lease_name) then
+      local created, err = deps.k8s:post(leases_path, lease_body(lease_name, name, annotations, nil))
+      if created then
+        remember_lease(lease_name, true)
+        return created
+      elseif err.code ~= "already_exists" then
+        return nil, api_failure(err, "take the restart lease")
+      end
+      remember_lease(lease_name, true) -- it exists: read it and take it over below
+    end
     local existing, failure = check_lease(name, lease_name)
     if existing == nil then
       return nil, failure
@@ -209,6 +263,7 @@ function restart.new(deps)
       end
       return nil, api_failure(err, "take the restart lease")
     end
+    remember_lease(lease_name, true)
     return taken
   end
 
@@ -225,12 +280,15 @@ function restart.new(deps)
   end
 
   local function release_lease(lease)
-    local _, err = deps.k8s:delete(leases_path .. "/" .. lease.metadata.name, {
+    -- (on success the client returns the body and the HTTP response: no error)
+    local deleted, err = deps.k8s:delete(leases_path .. "/" .. lease.metadata.name, {
       body = { apiVersion = "v1", kind = "DeleteOptions",
         preconditions = { resourceVersion = lease.metadata.resourceVersion } },
     })
-    if err and err.code ~= "not_found" then
+    if not deleted and err.code ~= "not_found" then
       deps.log.error("could not release the restart lease", { lease = lease.metadata.name, error = err.message })
+    else
+      remember_lease(lease.metadata.name, false)
     end
   end
 
@@ -280,8 +338,8 @@ function restart.new(deps)
       reportingInstance = deps.identity,
       firstTimestamp = deps.iso8601(now), lastTimestamp = deps.iso8601(now), count = 1,
     }
-    local _, event_err = deps.k8s:post(("/api/v1/namespaces/%s/events"):format(EVENT_NAMESPACE), event)
-    if event_err then
+    local recorded, event_err = deps.k8s:post(("/api/v1/namespaces/%s/events"):format(EVENT_NAMESPACE), event)
+    if not recorded then
       deps.log.warn("could not record the restart event", { node = node.metadata.name, error = event_err.message })
     end
   end
@@ -311,7 +369,9 @@ function restart.new(deps)
       return nil, api_failure(err, "read the node")
     end
     local entry, target_or_code, message = deps.registry.match(node)
-    if not entry then
+    if not entry and target_or_code == "limit" then
+      return nil, status.failure(500, "InternalError", "Internal error occurred: " .. message)
+    elseif not entry then
       local field = "spec.providerID"
       -- As apimachinery's NewInvalid: details.kind is the Kind, so kubectl prints 'The Node "x" is invalid'.
       return nil, node_error(422, "Invalid", name, ('Node.infraops.michael.io "%s" is invalid: %s: %s'):format(
@@ -327,10 +387,14 @@ function restart.new(deps)
   end
 
   --- Handles the POST; user = {name, ...} from authentication.
-  function self.handle(name, user, body, query)
+  function self.handle(name, user, body, query, content_type)
     if not restart.valid_name(name) then
       return status.failure(400, "BadRequest", ('invalid node name "%s": must be a lowercase RFC 1123 subdomain')
         :format(name:sub(1, 300)))
+    end
+    local unsupported = restart.unsupported_media_type(content_type)
+    if unsupported then
+      return unsupported
     end
     local opts, invalid = restart.options(body, query, deps.cjson)
     if not opts then
@@ -345,7 +409,7 @@ function restart.new(deps)
     if opts.dry_run then
       local result, err = call_provider(entry, target, opts)
       if not result then
-        return cloud_failure(name, entry, err)
+        return cloud_failure(name, entry, err, true)
       end
       return accepted(node, user, entry, target, opts, result, requested_at)
     end
@@ -371,7 +435,7 @@ function restart.new(deps)
       provider = entry.name, instance = target.instance_id, request_id = result and result.request_id,
       cloud_code = err and err.cloud_code })
     if not result then
-      return cloud_failure(name, entry, err)
+      return cloud_failure(name, entry, err, false)
     end
     return accepted(node, user, entry, target, opts, result, requested_at)
   end

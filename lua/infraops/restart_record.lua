@@ -40,28 +40,40 @@ function restart_record.lease_name(node_name, crypto)
   return ("restart-%s-%s"):format(node_name:sub(1, 253 - 26):gsub("[.-]+$", ""), digest)
 end
 
+-- The Lease comes from the API as decoded JSON: a field of the wrong type
+-- reads as absent (never an error).
+local function tbl(v)
+  return type(v) == "table" and v or nil
+end
+
+local function str(v)
+  return type(v) == "string" and v or nil
+end
+
 --- The record from a Lease object (nil if it is not one of ours).
 function restart_record.from_lease(lease)
-  local annotations = ((lease or {}).metadata or {}).annotations or {}
+  local metadata = tbl(tbl(lease) and lease.metadata) or {}
+  local annotations = tbl(metadata.annotations) or {}
   local a = restart_record.ANNOTATIONS
-  if not annotations[a.phase] then
+  if not str(annotations[a.phase]) then
     return nil
   end
+  local spec = tbl(lease.spec) or {}
   return {
     phase = annotations[a.phase],
-    boot_id = annotations[a.boot_id],
-    request_id = annotations[a.request_id],
-    requested_by = annotations[a.requested_by],
-    requested_at = annotations[a.requested_at],
-    provider = annotations[a.provider],
-    instance_id = annotations[a.instance_id],
-    region = annotations[a.region],
-    reason = annotations[a.reason],
-    error = annotations[a.error],
-    holder = (lease.spec or {}).holderIdentity,
-    renew_time = (lease.spec or {}).renewTime,
-    lease_duration = (lease.spec or {}).leaseDurationSeconds,
-    resource_version = lease.metadata.resourceVersion,
+    boot_id = str(annotations[a.boot_id]),
+    request_id = str(annotations[a.request_id]),
+    requested_by = str(annotations[a.requested_by]),
+    requested_at = str(annotations[a.requested_at]),
+    provider = str(annotations[a.provider]),
+    instance_id = str(annotations[a.instance_id]),
+    region = str(annotations[a.region]),
+    reason = str(annotations[a.reason]),
+    error = str(annotations[a.error]),
+    holder = str(spec.holderIdentity),
+    renew_time = str(spec.renewTime),
+    lease_duration = math.type(spec.leaseDurationSeconds) and spec.leaseDurationSeconds or nil,
+    resource_version = str(metadata.resourceVersion),
   }
 end
 
@@ -78,11 +90,11 @@ function restart_record.phase(record, node, now, timeout, parse_time)
   if record.phase ~= "Requested" then
     return record.phase
   end
-  local status = (node or {}).status or {}
-  local boot_id = (status.nodeInfo or {}).bootID
+  local status = tbl(tbl(node) and node.status) or {}
+  local boot_id = str((tbl(status.nodeInfo) or {}).bootID)
   if boot_id and record.boot_id and boot_id ~= record.boot_id then
-    for _, c in ipairs(status.conditions or {}) do
-      if c.type == "Ready" and c.status == "True" then
+    for _, c in ipairs(tbl(status.conditions) or {}) do
+      if tbl(c) and c.type == "Ready" and c.status == "True" then
         return "Completed"
       end
     end

@@ -129,6 +129,29 @@ describe("myapiserver lifecycle", function()
       assert.equal(200, curl_code(pki, srv.url("/healthz")))
     end)
 
+    it("leave Lua states behind that are closed once idle for --lua-state-idle-timeout", function()
+      local trimmed = server.start({ pki = pki, args = { "--lua-dir=" .. slow.lua_dir, "--providers-dir=providers",
+        "--lua-state-idle-timeout=1s", "--log-level=debug" } })
+      local waits = {}
+      for i = 1, 4 do -- four at once: the pool holds one state, so three more are made
+        waits[i] = background_curl(pki, trimmed.url("/test/slow?seconds=1"), trimmed.dir, "burst" .. i)
+      end
+      for i = 1, 4 do
+        assert.equal("200", shell.wait_for(waits[i], 15))
+      end
+      local closed = shell.wait_for(function()
+        local n = 0
+        for _, e in ipairs(trimmed.entries("closed idle Lua states")) do
+          n = n + tonumber(e.closed)
+        end
+        return n >= 3 and n or nil
+      end, 10)
+      -- At least the three extra ones (the periodic task may have made one more while all were busy).
+      assert.is_true(closed >= 3)
+      assert.equal(200, curl_code(pki, trimmed.url("/apis/infraops.michael.io/v1")))
+      trimmed.cleanup()
+    end)
+
     it("finish on SIGTERM before the server exits 0", function()
       local done = background_curl(pki, srv.url("/test/slow?seconds=2"), srv.dir, "last")
       shell.sleep(0.5)

@@ -82,6 +82,15 @@ describe("myapiserver process", function()
     shell.remove_tree(dir)
   end)
 
+  it("exits 1 naming the port when another process listens on it (no silent port sharing)", function()
+    local first = server.start({ pki = pki })
+    local code, out = run_binary(with_serving(pki .. "/serving.crt", pki .. "/serving.key",
+      "--bind-address=127.0.0.1", "--secure-port=" .. first.port, "--authentication-skip-lookup"))
+    assert.equal(1, code)
+    assert.matches("cannot listen on 127.0.0.1 port " .. first.port, out, 1, true)
+    first.cleanup()
+  end)
+
   it("runs from an install prefix with its Lua tree found beside it", function()
     local prefix = shell.temp_dir()
     local build = server.binary:match("^(.*)/myapiserver$")

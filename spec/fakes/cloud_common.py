@@ -351,7 +351,11 @@ def common_routes(store):
 class NoDelayServer(ThreadingHTTPServer):
     """Sets TCP_NODELAY on every connection, as Go's and the clouds' servers do;
     without it a header write followed by a body write waits ~40 ms on the
-    client's delayed ACK, which would distort every latency measured here."""
+    client's delayed ACK, which would distort every latency measured here.
+    The listen backlog is Go's (SOMAXCONN) too: Python's default of 5 drops
+    the SYNs of a burst of new connections, and each waits a 1 s retransmit."""
+
+    request_queue_size = socket.SOMAXCONN
 
     def finish_request(self, request, client_address):
         request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -80,7 +80,7 @@ def resource_list(group_version, resources):
 class Faults:
     """Injected failures keyed by "<verb> <resource>", "<resource>" (core API), a non-resource
     path, "aggregated <verb> <resource>" / "aggregated" (proxied requests) or "*"; each
-    {status, message, retry_after, delay, drop, body, times}."""
+    {status, message, retry_after, delay, drop, body, content_type, truncate, times}."""
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -189,6 +189,17 @@ class ApiHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+        self.entry["status"] = code
+
+    def _send_truncated(self, code, body, ctype, keep):
+        self.send_response(code)
+        self.send_header("Audit-Id", self.audit_id)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[:keep])
+        self.wfile.flush()
+        self.close_connection = True
         self.entry["status"] = code
 
     def _json(self, code, obj, headers=()):
@@ -391,8 +402,13 @@ class ApiHandler(BaseHTTPRequestHandler):
             return True
         if "body" in fault:
             body = fault["body"]
-            ctype = "application/json" if not isinstance(body, str) else "text/plain; charset=utf-8"
-            self._send(fault.get("status", 500), body if isinstance(body, str) else json.dumps(body), ctype)
+            ctype = fault.get("content_type") or (
+                "application/json" if not isinstance(body, str) else "text/plain; charset=utf-8")
+            text = body if isinstance(body, str) else json.dumps(body)
+            if "truncate" in fault:  # Content-Length of the whole body, then only this many bytes
+                self._send_truncated(fault.get("status", 500), text.encode(), ctype, int(fault["truncate"]))
+            else:
+                self._send(fault.get("status", 500), text, ctype)
             return True
         if fault.get("status"):
             raise api.from_fault(int(fault["status"]), fault.get("message"), fault.get("retry_after"))
@@ -513,12 +529,15 @@ class ApiHandler(BaseHTTPRequestHandler):
             limit = int(q("limit") or 0)
         except ValueError:
             raise api.bad_request("invalid limit: %s" % q("limit")) from None
-        items, meta = self.state.store.list(info.resource, ns, pred, max(limit, 0), q("continue"),
-                                            bool(q("labelSelector") or q("fieldSelector")))
+        args = (info.resource, ns, pred, max(limit, 0), q("continue"), bool(q("labelSelector") or q("fieldSelector")))
         if info.resource == "nodes" and api.wants_table(self.headers.get("Accept")):
+            items, meta = self.state.store.list(*args)
             return self._json(200, api.node_table(items, meta))
-        self._json(200, {"kind": KINDS[info.resource][1] + "List", "apiVersion": kube_store.api_version(info.resource),
-                         "metadata": meta, "items": items})
+        encoded, meta = self.state.store.list_encoded(*args)
+        head = json.dumps({"kind": KINDS[info.resource][1] + "List", "apiVersion": kube_store.api_version(info.resource),
+                           "metadata": meta}, separators=(",", ":"))
+        self._send(200, head[:-1] + ',"items":[' + ",".join(encoded) + "]}\n", "application/json",
+                   [("Cache-Control", "no-cache, private")])
 
     def _watch(self, resource, ns, pred, since, timeout_s):
         """A chunked stream of watch events until timeoutSeconds (default 60) or the client leaves."""
@@ -698,9 +717,12 @@ class ControlHandler(BaseHTTPRequestHandler):
 
 
 class TLSServer(ThreadingHTTPServer):
-    """Threading server whose TLS handshake runs in the connection's thread."""
+    """Threading server whose TLS handshake runs in the connection's thread.
+    Its listen backlog is Go's (SOMAXCONN): Python's default of 5 drops the
+    SYNs of a burst of new connections, which then wait a 1 s retransmit."""
 
     daemon_threads = True
+    request_queue_size = socket.SOMAXCONN
     ssl_context = None
 
     def finish_request(self, request, client_address):

@@ -24,7 +24,8 @@ end
 --- Starts the server. opts.args: extra flags; opts.pki: directory of
 -- hack/test-pki.sh output (serving.crt/key, client-ca.crt, front-proxy-ca.crt);
 -- opts.env: extra environment variables; opts.kubeconfig: a cluster (else
--- --authentication-skip-lookup).
+-- --authentication-skip-lookup); opts.wrap: words to run the binary under
+-- (e.g. valgrind) and opts.start_timeout: seconds to wait for it (15).
 -- Returns a handle: port, url(path), log(), stop(), wait_exit().
 function server.start(opts)
   local dir = shell.temp_dir()
@@ -51,6 +52,9 @@ function server.start(opts)
   end
   local log_path, exit_path, pid_path = dir .. "/server.log", dir .. "/exit", dir .. "/pid"
   -- A background shell starts the binary, records its pid and, later, its exit code.
+  for i, word in ipairs(opts.wrap or {}) do
+    table.insert(args, i, word)
+  end
   local script = ("%s >%s 2>&1 & echo $! >%s; wait $!; echo $? >%s"):format(
     shell.join(args), shell.quote(log_path), shell.quote(pid_path), shell.quote(exit_path))
   -- `env` takes quoted NAME=value words (a quoted word is no shell assignment).
@@ -99,7 +103,7 @@ function server.start(opts)
     end
     local started = self.entries("serving HTTPS")[1]
     return started and tonumber(started.port)
-  end, 15)
+  end, opts.start_timeout or 15)
   if not self.port or self.port < 0 then
     local log = shell.read_file(log_path) or ""
     error("myapiserver did not start: " .. log)

@@ -25,6 +25,16 @@ local function fetch(path, accept)
 end
 
 describe("infraops.discovery", function()
+  it("encodes every document with sorted keys, so every Lua state serves the same bytes", function()
+    local stable_json = require("infraops.stable_json")
+    for _, path in ipairs({ "/apis", "/apis/infraops.michael.io", "/apis/infraops.michael.io/v1" }) do
+      local doc, _, body = fetch(path)
+      assert.equal(stable_json.encode(doc), body)
+    end
+    local doc, _, body = fetch("/apis", V2)
+    assert.equal(stable_json.encode(doc), body)
+  end)
+
   describe("constants", function()
     it("names the group and version", function()
       assert.are.equal("infraops.michael.io", discovery.GROUP)

@@ -371,13 +371,66 @@ describe("infraops.nodes", function()
       assert.are.same({ labelSelector = "x", limit = "500" }, k8s.calls[1].query)
     end)
 
-    it("asks for one page of 500 when no limit is given, and caps larger limits", function()
+    it("reads the core list in pages of 500, and caps larger limits", function()
       for _, query in ipairs({ {}, { limit = { "0" } }, { limit = { "" } }, { limit = { "100000" } } }) do
         local n, k8s = new({ ["/api/v1/nodes"] = node_list({}) })
         decode(n:list(query))
         assert.are.same({ limit = "500" }, k8s.calls[1].query)
       end
       assert.are.equal(500, nodes.DEFAULT_LIMIT)
+    end)
+
+    it("answers every node when no limit is given, as kube-apiserver does, reading every core page", function()
+      local pages = {
+        [""] = node_list({ core_node("w1", { provider_id = AWS_LIKE }), core_node("w2", { provider_id = AWS_LIKE }) },
+          { resourceVersion = "9", continue = "p2", remainingItemCount = 2 }),
+        p2 = node_list({ core_node("w3", { provider_id = AWS_LIKE }) }, { resourceVersion = "9", continue = "p3" }),
+        p3 = node_list({ core_node("w4", { provider_id = AWS_LIKE }) }, { resourceVersion = "9" }),
+      }
+      for _, query in ipairs({ {}, { limit = { "0" } }, { labelSelector = { "a=b" } } }) do
+        local n, k8s = new({
+          ["/api/v1/nodes"] = function(opts) return pages[opts.query.continue or ""] end,
+          [LEASES] = lease_list({ lease("w3", { phase = "Unknown" }) }),
+        })
+        local body = decode(n:list(query))
+        local names = {}
+        for i, item in ipairs(body.items) do
+          names[i] = item.metadata.name
+        end
+        assert.are.same({ "w1", "w2", "w3", "w4" }, names)
+        assert.are.same({ resourceVersion = "9" }, body.metadata) -- no continue, no remaining count
+        assert.are.equal("Unknown", body.items[3].status.lastRestart.phase)
+        assert.are.same({ "/api/v1/nodes", LEASES, "/api/v1/nodes", "/api/v1/nodes" }, k8s:paths())
+        assert.are.equal("p2", k8s.calls[3].query.continue)
+        assert.are.equal("p3", k8s.calls[4].query.continue)
+        assert.are.equal(query.labelSelector and "a=b" or nil, k8s.calls[4].query.labelSelector)
+      end
+    end)
+
+    it("stops a list without limit with an error when the core list never ends", function()
+      local n, k8s = new({
+        ["/api/v1/nodes"] = node_list({ core_node("w1", { provider_id = AWS_LIKE }) }, { continue = "again" }),
+        [LEASES] = lease_list({}),
+      })
+      local res = n:list({})
+      assert.are.equal(500, res.status)
+      assert.matches("did not end after 1000 pages", cjson.decode(res.body).message)
+      assert.are.equal(nodes.MAX_PAGES + 1, #k8s.calls) -- the pages and one Lease list
+    end)
+
+    it("stops at the first failing page of a list without limit and says why", function()
+      local n = new({
+        ["/api/v1/nodes"] = function(opts)
+          if opts.query.continue then
+            return { err = { code = "unavailable", status = 503, message = "etcd is away" } }
+          end
+          return node_list({ core_node("w1", { provider_id = AWS_LIKE }) }, { continue = "p2" })
+        end,
+        [LEASES] = lease_list({}),
+      })
+      local res = n:list({})
+      assert.are.equal(503, res.status)
+      assert.matches("etcd is away", cjson.decode(res.body).message)
     end)
 
     it("refuses a limit that is not a number", function()
@@ -492,7 +545,7 @@ describe("infraops.nodes", function()
         ["/api/v1/nodes"] = node_list(items, { resourceVersion = "88", continue = "more" }),
         [LEASES] = lease_list({}),
       })
-      local res = n:list({}, TABLE_ACCEPT)
+      local res = n:list({ limit = { "50" } }, TABLE_ACCEPT)
       local body = decode(res)
       assert.are.equal("Table", body.kind)
       assert.are.equal("meta.k8s.io/v1", body.apiVersion)

@@ -1,4 +1,5 @@
 local cjson = require("cjson")
+local limits = require("host.limits")
 local providers = require("infraops.providers")
 
 local GOOD = [[
@@ -50,10 +51,11 @@ local function fake_log()
   return log
 end
 
-local function load(files, env)
+local function load(files, env, extra)
   local log, store = fake_log(), {}
   local registry, err = providers.load({ "/p" }, {
-    fs = fake_fs(files), log = log, http = {}, crypto = {}, time = {}, cjson = cjson, xml = {}, sigv4 = {}, tc3 = {},
+    fs = fake_fs(files), log = log, http = (extra or {}).http or {}, crypto = {}, time = {}, cjson = cjson, xml = {},
+    sigv4 = {}, tc3 = {}, limits = (extra or {}).limits,
     shared = { get = function(k) return store[k] end, set = function(k, v) store[k] = v end,
       delete = function(k) store[k] = nil end,
       add = function(k, v)
@@ -189,6 +191,113 @@ describe("infraops.providers", function()
     it("reports a provider that is not ready, with its reason", function()
       local registry = load({ ["good.lua"] = GOOD })
       assert.same({ { name = "good", ready = false, reason = "GOOD_KEY is not set" } }, registry.check())
+    end)
+  end)
+
+  describe("limits", function()
+    local LIMITS = { run = limits.run, instructions = 200000, memory = 1 << 20, memory_text = "1Mi" }
+    -- A provider whose restart(target) runs the code named by target.instance_id.
+    local RUNAWAY = [[
+      local p = { name = "runaway", api_version = 1 }
+      local function spin() while true do end end
+      local behaviours = {
+        loop = spin,
+        catch = function() while true do pcall(spin) end end,
+        xpcall = function() while true do xpcall(spin, spin) end end,
+        coroutine = function() local co = coroutine.wrap(function() while true do pcall(spin) end end) co() end,
+        http_then_loop = function(ctx) ctx.http({ method = "GET", url = "http://cloud/" }) spin() end,
+        finalizer = function() setmetatable({}, { __gc = spin }) end,
+        sneaky = function()
+          return setmetatable({ request_id = "r-1" }, { __index = function() spin() end })
+        end,
+      }
+      function p.match(id)
+        if id == "runaway://match-loop" then spin() end
+        local what = id:match("^runaway://(.+)$")
+        if what then return { instance_id = what } end
+      end
+      function p.restart(target, _, ctx) return behaviours[target.instance_id](ctx) end
+      function p.check() spin() end
+      return p
+    ]]
+
+    local function runaway()
+      local registry = load({ ["runaway.lua"] = RUNAWAY, ["good.lua"] = GOOD }, { GOOD_KEY = "x" }, {
+        limits = LIMITS, http = { new = function() return { request = function() return { status = 200 } end } end },
+      })
+      return registry
+    end
+
+    after_each(function()
+      limits.reset()
+    end)
+
+    it("fails a restart that loops, however it catches the error, naming the provider and the limit", function()
+      for _, how in ipairs({ "loop", "catch", "xpcall", "coroutine" }) do
+        local registry = runaway()
+        local entry, target = registry.match(node("runaway://" .. how))
+        local result, err = registry.restart(entry, target, {})
+        assert.is_nil(result, how)
+        assert.equal("Internal", err.reason, how)
+        assert.is_true(err.provider_failed, how)
+        assert.is_nil(err.sent, how)
+        assert.equal("the restart call exceeded its instruction limit (--provider-instruction-limit=200000)",
+          err.message, how)
+        assert.equal("provider runaway (restart): instruction limit exceeded", limits.poisoned(), how)
+        limits.reset()
+      end
+    end)
+
+    it("says the reboot may have gone out when the provider made an HTTP request before its limit", function()
+      local registry = runaway()
+      local entry, target = registry.match(node("runaway://http_then_loop"))
+      local _, err = registry.restart(entry, target, {})
+      assert.is_true(err.sent)
+    end)
+
+    it("fails a match that loops with code limit, and runs no provider code after that", function()
+      local registry = runaway()
+      local entry, code, message = registry.match(node("runaway://match-loop"))
+      assert.is_nil(entry)
+      assert.equal("limit", code)
+      assert.equal("runaway: the match call exceeded its instruction limit (--provider-instruction-limit=200000)",
+        message)
+      local _, code2, message2 = registry.match(node("good:///z/vm-1"))
+      assert.equal("limit", code2)
+      assert.matches("the match call was not run: an earlier provider call in this request hit its limit", message2)
+    end)
+
+    it("reports a check that loops as not ready", function()
+      local checks = runaway().check()
+      assert.same({ name = "good", ready = true }, checks[1])
+      assert.equal("runaway", checks[2].name)
+      assert.is_false(checks[2].ready)
+      assert.matches("check call exceeded its instruction limit", checks[2].reason)
+    end)
+
+    it("leaves out a script whose chunk loops, without poisoning the state", function()
+      local registry = load({ ["spin.lua"] = "while true do end", ["good.lua"] = GOOD }, nil, { limits = LIMITS })
+      assert.same({ "good" }, registry.names())
+      assert.equal("the load call exceeded its instruction limit (--provider-instruction-limit=200000)",
+        registry.failed[1].error)
+      assert.is_nil(limits.poisoned())
+    end)
+
+    it("refuses __gc finalizers (Lua runs them with the limit's hook off)", function()
+      local registry = runaway()
+      local entry, target = registry.match(node("runaway://finalizer"))
+      local _, err = registry.restart(entry, target, {})
+      assert.equal("Internal", err.reason)
+      assert.equal("provider runaway failed", err.message)
+    end)
+
+    it("hands the server plain copies of what a provider returns: no metatables, no provider code", function()
+      local registry = runaway()
+      local entry, target = registry.match(node("runaway://sneaky"))
+      local result = registry.restart(entry, target, {})
+      assert.is_nil(getmetatable(result))
+      assert.same({ request_id = "r-1" }, result)
+      assert.is_nil(result.anything)
     end)
   end)
 end)

@@ -6,7 +6,8 @@ local time = require("host.time")
 
 local LEASES = "/apis/coordination.k8s.io/v1/namespaces/infra/leases"
 
--- An in-memory API: nodes, leases with resourceVersion checks, events.
+-- An in-memory API: nodes, leases with resourceVersion checks, events. Like
+-- infraops.k8s.client, a success returns the body and the HTTP response.
 local function fake_k8s(nodes)
   local k = { leases = {}, events = {}, rv = 0, calls = {} }
   local function err(code, message) return nil, { code = code, message = message } end
@@ -24,7 +25,7 @@ local function fake_k8s(nodes)
     k.calls[#k.calls + 1] = "POST " .. path
     if path:match("/events$") then
       k.events[#k.events + 1] = body
-      return body
+      return body, { status = 201 }
     end
     if k.leases[body.metadata.name] then
       return err("already_exists", "exists")
@@ -32,7 +33,7 @@ local function fake_k8s(nodes)
     k.rv = k.rv + 1
     body.metadata.resourceVersion = tostring(k.rv)
     k.leases[body.metadata.name] = copy(body)
-    return body
+    return body, { status = 201 }
   end
   function k.put(_, path, body)
     k.calls[#k.calls + 1] = "PUT " .. path
@@ -48,7 +49,7 @@ local function fake_k8s(nodes)
   function k.delete(_, path)
     k.calls[#k.calls + 1] = "DELETE " .. path
     k.leases[path:match("/leases/(.+)$")] = nil
-    return true
+    return true, { status = 200 }
   end
   return k
 end
@@ -82,7 +83,10 @@ local function new(answers, opts)
   local clock = { now = 1700000000, mono = 0 }
   local k8s = fake_k8s(opts.nodes or { ["worker-1"] = NODE, ["cp-1"] = NODE })
   local registry = fake_registry(answers or { { request_id = "req-1" } })
-  local sleeps = {}
+  local sleeps, logs = {}, {}
+  local function logger(level)
+    return function(message, fields) logs[#logs + 1] = { level = level, message = message, fields = fields } end
+  end
   local r = restart.new({
     k8s = k8s, registry = registry, crypto = crypto, cjson = cjson,
     guards = { check = function(_, node)
@@ -91,13 +95,23 @@ local function new(answers, opts)
       end
       return true
     end },
-    log = { info = function() end, warn = function() end, error = function() end },
+    log = { info = logger("info"), warn = logger("warn"), error = logger("error") },
     now = function() return clock.now end, monotonic = function() return clock.mono end,
     iso8601 = time.iso8601, iso8601_micro = time.iso8601_micro, parse_time = time.parse_iso8601,
     sleep = function(s) sleeps[#sleeps + 1] = s; clock.mono = clock.mono + s end, random = function() return 0.5 end,
-    lease_namespace = "infra", cooldown = 300, identity = "pod-a",
+    lease_namespace = "infra", cooldown = 300, identity = "pod-a", shared = opts.shared,
   })
-  return r, k8s, registry, clock, sleeps
+  return r, k8s, registry, clock, sleeps, logs
+end
+
+local function problems(logs)
+  local out = {}
+  for _, l in ipairs(logs) do
+    if l.level ~= "info" then
+      out[#out + 1] = l.message
+    end
+  end
+  return out
 end
 
 local ALICE = { name = "alice" }
@@ -114,6 +128,28 @@ describe("infraops.restart", function()
       end
       for _, bad in ipairs({ "", "Worker", "-a", "a-", "a..b", "a_b", "a/b", string.rep("a", 254), ".a" }) do
         assert.is_false(restart.valid_name(bad), bad)
+      end
+    end)
+  end)
+
+  describe("unsupported_media_type()", function()
+    it("reads JSON, or a body with no Content-Type (kube reads that as JSON)", function()
+      for _, ct in ipairs({ nil, "application/json", "Application/JSON", "application/json; charset=utf-8",
+        " application/json" }) do
+        assert.is_nil(restart.unsupported_media_type(ct), tostring(ct))
+      end
+    end)
+
+    it("answers 415 for what a browser sends cross-site without asking, and for anything else", function()
+      for _, ct in ipairs({ "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
+        "application/yaml", "application/jsonx", "" }) do
+        local res = restart.unsupported_media_type(ct)
+        if ct == "" then
+          assert.is_nil(res) -- an empty header is no type at all
+        else
+          assert.equal(415, res.status, ct)
+          assert.equal("UnsupportedMediaType", cjson.decode(res.body).reason)
+        end
       end
     end)
   end)
@@ -170,6 +206,59 @@ describe("infraops.restart", function()
       clock.now = clock.now + 201
       assert.equal(202, r.handle("worker-1", ALICE, "", {}).status)
       assert.equal(2, #registry.calls)
+    end)
+
+    describe("with the shared store: a Lease it has not seen is created at once", function()
+      local fake_shared = require("spec.helpers.fake_shared")
+      local LEASE = LEASES .. "/restart-worker-1"
+
+      it("creates a new node's Lease without reading it first, then reads a known one", function()
+        local r, k8s, registry, clock = new(nil, { shared = fake_shared.new() })
+        assert.equal(202, r.handle("worker-1", ALICE, "", {}).status)
+        assert.same({ "GET /api/v1/nodes/worker-1", "POST " .. LEASES, "PUT " .. LEASE }, { k8s.calls[1], k8s.calls[2],
+          k8s.calls[3] })
+        k8s.calls = {}
+        clock.now = clock.now + 301
+        assert.equal(202, r.handle("worker-1", ALICE, "", {}).status)
+        assert.same({ "GET /api/v1/nodes/worker-1", "GET " .. LEASE, "PUT " .. LEASE }, { k8s.calls[1], k8s.calls[2],
+          k8s.calls[3] })
+        assert.equal(2, #registry.calls)
+      end)
+
+      it("falls back to read and update when the Lease exists, cooldown and all", function()
+        local shared = fake_shared.new()
+        local r, k8s, registry, clock = new(nil, { shared = shared })
+        assert.equal(202, r.handle("worker-1", ALICE, "", {}).status)
+        shared.delete("restart:lease-known:restart-worker-1") -- as after a restart of this server
+        clock.now = clock.now + 100
+        k8s.calls = {}
+        local res = r.handle("worker-1", ALICE, "", {})
+        assert.equal(409, res.status) -- inside the cooldown, found after AlreadyExists
+        assert.same({ "GET /api/v1/nodes/worker-1", "POST " .. LEASES, "GET " .. LEASE }, k8s.calls)
+        clock.now = clock.now + 201
+        assert.equal(202, r.handle("worker-1", ALICE, "", {}).status)
+        assert.equal(2, #registry.calls)
+      end)
+
+      it("forgets a Lease it released, and loses a race for a new one with 409", function()
+        local shared = fake_shared.new()
+        local r, k8s, registry = new({ { err = { reason = "Throttled", message = "no", retryable = false } } },
+          { shared = shared })
+        assert.is_true(r.handle("worker-1", ALICE, "", {}).status >= 400)
+        assert.is_nil(k8s.leases["restart-worker-1"]) -- released after a certain failure
+        assert.is_nil(shared.get("restart:lease-known:restart-worker-1"))
+        local real_post = k8s.post
+        k8s.post = function(self, path, body) -- another replica creates it first
+          if path == LEASES then
+            real_post(self, path, { metadata = { name = body.metadata.name, annotations = body.metadata.annotations,
+              creationTimestamp = "x" }, spec = { renewTime = time.iso8601_micro(1700000000) } })
+          end
+          return real_post(self, path, body)
+        end
+        local res = r.handle("worker-1", ALICE, "", {})
+        assert.equal(409, res.status)
+        assert.equal(1, #registry.calls)
+      end)
     end)
 
     it("loses a race for the lease with 409 and reboots nothing", function()
@@ -265,12 +354,67 @@ describe("infraops.restart", function()
       assert.is_nil(next(k8s.leases))
     end)
 
+    it("logs no problem when the lease, its release and the Event all succeed", function()
+      local r, _, _, _, _, logs = new()
+      assert.equal(202, r.handle("worker-1", ALICE, "", {}).status)
+      local r2, k8s2, _, _, _, logs2 = new({ { err = { reason = "Forbidden", message = "no" } } })
+      assert.equal(502, r2.handle("worker-1", ALICE, "", {}).status)
+      assert.is_nil(next(k8s2.leases))
+      assert.same({}, problems(logs))
+      assert.same({}, problems(logs2))
+    end)
+
     it("answers 503 with Retry-After when the cloud is unavailable after retries", function()
       local down = { err = { reason = "Unavailable", retryable = true } }
       local r = new({ down })
       local res = r.handle("worker-1", ALICE, "", {})
       assert.equal(503, res.status)
       assert.is_string(res.headers["Retry-After"])
+    end)
+
+    it("answers a connection lost after sending with 504 and no Retry-After, keeping the lease", function()
+      local r, k8s = new({ { err = { reason = "Unavailable", sent = true, message = "EC2: io: reset" } } })
+      local res = r.handle("worker-1", ALICE, "", {})
+      assert.equal(504, res.status)
+      assert.is_nil(res.headers["Retry-After"])
+      assert.matches("may or may not have happened", decode(res).message)
+      assert.equal("Unknown", restart_record.from_lease(k8s.leases["restart-worker-1"]).phase)
+    end)
+
+    it("answers an unreadable cloud answer to a sent reboot with 502, keeping the lease", function()
+      local r, k8s = new({ { err = { reason = "Internal", sent = true, cloud_code = "InvalidResponse",
+        message = "not an API 3.0 JSON response" } } })
+      local res = r.handle("worker-1", ALICE, "", {})
+      assert.equal(502, res.status)
+      assert.equal("BadGateway", decode(res).reason)
+      assert.is_nil(res.headers["Retry-After"])
+      assert.matches("could not be understood; the restart of node \"worker%-1\" may or may not have happened",
+        decode(res).message)
+      assert.equal("Unknown", restart_record.from_lease(k8s.leases["restart-worker-1"]).phase)
+    end)
+
+    it("answers a provider that failed (raised, or hit a limit) with 500; lease kept only if it sent", function()
+      local r, k8s = new({ { err = { reason = "Internal", provider_failed = true,
+        message = "the restart call exceeded its instruction limit (--provider-instruction-limit=9)" } } })
+      local res = r.handle("worker-1", ALICE, "", {})
+      assert.equal(500, res.status)
+      assert.equal("Internal error occurred: fake: the restart call exceeded its instruction limit "
+        .. "(--provider-instruction-limit=9)", decode(res).message)
+      assert.is_nil(next(k8s.leases))
+      local r2, k8s2 = new({ { err = { reason = "Internal", provider_failed = true, sent = true, message = "x" } } })
+      local res2 = r2.handle("worker-1", ALICE, "", {})
+      assert.equal(500, res2.status)
+      assert.matches("may or may not have happened", decode(res2).message)
+      assert.equal("Unknown", restart_record.from_lease(k8s2.leases["restart-worker-1"]).phase)
+    end)
+
+    it("answers 500 when matching the node's provider hit a limit", function()
+      local r, k8s, registry = new()
+      registry.match = function() return nil, "limit", "fake: the match call exceeded its memory limit" end
+      local res = r.handle("worker-1", ALICE, "", {})
+      assert.equal(500, res.status)
+      assert.equal("Internal error occurred: fake: the match call exceeded its memory limit", decode(res).message)
+      assert.is_nil(next(k8s.leases))
     end)
   end)
 end)

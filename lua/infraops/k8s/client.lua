@@ -40,7 +40,8 @@ local TRANSPORT_CODES = { timeout = "timeout", connect = "unavailable", io = "un
 --- Builds a client for a connection from infraops.k8s.kubeconfig.resolve.
 -- @tparam table connection
 -- @tparam[opt] table deps { http, sleep, now, monotonic, log, random, fs, process,
---   credentials (a prebuilt credentials object), version, parse_iso8601, base64_encode }
+--   credentials (a prebuilt credentials object), version, parse_iso8601, base64_encode,
+--   timeout (seconds per request, default DEFAULT_TIMEOUT; retries stop after 3 times it) }
 function client.new(connection, deps)
   if type(connection) ~= "table" or type(connection.server) ~= "string" then
     error("infraops.k8s.client.new: connection must be a table with a server", 2)
@@ -57,6 +58,8 @@ function client.new(connection, deps)
     random = deps.random or math.random,
     user_agent = "myapiserver/" .. (deps.version or "unknown"),
     credentials = deps.credentials or credentials.new(connection, deps),
+    timeout = deps.timeout or client.DEFAULT_TIMEOUT,
+    deadline = deps.timeout and 3 * deps.timeout or client.DEFAULT_DEADLINE,
     http_client = nil,
     http_cert = nil, -- the exec plugin certificate the http client was built with
   }
@@ -100,6 +103,7 @@ function methods:_http_client(creds)
   end
   if self.http_client then
     self.http_client:close()
+    self.http_client, self.http_cert = nil, nil -- http.new below may raise
   end
   local conn, opts = self.conn, {}
   opts.ca_file, opts.ca_pem = conn.ca_file, conn.ca_pem
@@ -173,9 +177,15 @@ function methods:_attempt(req, log_path, attempt, retry, idempotent)
   if not creds then
     return nil, { code = ccode or "credentials_unavailable", message = cerr }, false
   end
+  -- host.http.new raises on TLS material it cannot use (an exec plugin's
+  -- certificate that is not PEM): a failed request, not a crash.
+  local ok, http_client = pcall(self._http_client, self, creds)
+  if not ok then
+    return nil, { code = "credentials_unavailable", message = tostring(http_client) }, false
+  end
   req.headers.Authorization = creds.authorization
   local started = self.monotonic()
-  local res, msg, tcode = self:_http_client(creds):request(req)
+  local res, msg, tcode = http_client:request(req)
   req.headers.Authorization = nil
   self.log.debug("kubernetes api request", {
     method = req.method,
@@ -238,7 +248,7 @@ function methods:request(method, path, opts)
     url = url,
     headers = headers,
     body = body,
-    timeout = opts.timeout or client.DEFAULT_TIMEOUT,
+    timeout = opts.timeout or self.timeout,
   }
   local log_path = path:match("^[^?]*")
   local idempotent = IDEMPOTENT[method] or false
@@ -248,7 +258,7 @@ function methods:request(method, path, opts)
   else
     retry = opts.retry == true
   end
-  local deadline = opts.deadline or (self.monotonic() + client.DEFAULT_DEADLINE)
+  local deadline = opts.deadline or (self.monotonic() + self.deadline)
   local retried_401 = false
   local attempt, last_err = 0, nil
   while attempt < client.MAX_ATTEMPTS do

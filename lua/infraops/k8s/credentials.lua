@@ -63,8 +63,10 @@ local function file_token(self)
   end
   local data, err = self.fs.read_file(path, MAX_TOKEN_BYTES)
   local token = data and trim(data)
-  if not token or token == "" then
-    local why = token and "it is empty" or (err or "cannot read")
+  if not token or token == "" or token:find("%c") then
+    -- A control character (a second line) cannot go into an Authorization header.
+    local why = not token and (err or "cannot read") or token == "" and "it is empty"
+      or "it holds a control character (more than one line?)"
     if cache.token then
       self.log.warn("token file cannot be re-read; keeping the previous token", { path = path, error = why })
       return cache.token
@@ -131,6 +133,10 @@ local function parse_exec_output(self, exec, stdout)
   end
   if not token and not cert then
     return exec_failed(exec, "status has neither a token nor a client certificate")
+  end
+  -- host.http raises on a header value with a line break: refuse such a token here.
+  if token and token:find("%c") then
+    return exec_failed(exec, "status.token holds a control character")
   end
   local result = { authorization = token and "Bearer " .. token, client_cert_pem = cert, client_key_pem = key }
   local expiry = status.expirationTimestamp

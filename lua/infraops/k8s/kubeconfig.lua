@@ -59,6 +59,9 @@ local function reader(null)
     if kind == "string" and v == "" then
       return nil
     end
+    if kind == "string" and v:find("\0", 1, true) then -- a path or argument would be cut there
+      return nil, string.format("%s: '%s' must not contain a NUL byte", where, key)
+    end
     return v
   end
   -- Reads several string fields at once; the first wrong type wins.
@@ -132,6 +135,10 @@ local function decode_data(d, value, field, where)
   if not bytes then
     return invalid(string.format("%s: '%s' is not valid base64 (%s)", where, field, err or "?"))
   end
+  -- host.http refuses (raises on) PEM text without a BEGIN line: say it here.
+  if not bytes:find("-----BEGIN ", 1, true) then
+    return invalid(string.format("%s: '%s' does not hold PEM data", where, field))
+  end
   return bytes
 end
 
@@ -198,8 +205,8 @@ local function exec_env(r, list, where)
   local env = {}
   for i, item in ipairs(list or {}) do
     local f = type(item) == "table" and r.strings(item, { "name", "value" }, where .. " exec env")
-    if not f or not f.name then
-      return invalid(string.format("%s: exec env[%d] must have a name and a string value", where, i))
+    if not f or not f.name or f.name:find("=", 1, true) then
+      return invalid(string.format("%s: exec env[%d] must have a name (without '=') and a string value", where, i))
     end
     env[#env + 1] = { name = f.name, value = f.value or "" }
   end
@@ -209,8 +216,8 @@ end
 local function exec_args(list, where)
   local args = {}
   for i, arg in ipairs(list or {}) do
-    if type(arg) ~= "string" then
-      return invalid(string.format("%s: exec args[%d] must be a string", where, i))
+    if type(arg) ~= "string" or arg:find("\0", 1, true) then
+      return invalid(string.format("%s: exec args[%d] must be a string without NUL", where, i))
     end
     args[i] = arg
   end
@@ -359,6 +366,9 @@ local function add_user(d, r, conn, user, dir, where)
   f, err = r.strings(user, { "token", "tokenFile", "username", "password" }, where)
   if not f then
     return invalid(err)
+  end
+  if f.token and f.token:find("%c") then
+    return invalid(where .. ": 'token' holds a control character; it cannot be sent in a header")
   end
   conn.token = f.token
   conn.token_file = f.tokenFile and resolve_path(dir, f.tokenFile)
