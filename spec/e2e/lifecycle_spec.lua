@@ -134,10 +134,12 @@ describe("myapiserver lifecycle", function()
         "--lua-state-idle-timeout=1s", "--log-level=debug" } })
       local waits = {}
       for i = 1, 4 do -- four at once: the pool holds one state, so three more are made
-        waits[i] = background_curl(pki, trimmed.url("/test/slow?seconds=1"), trimmed.dir, "burst" .. i)
+        waits[i] = background_curl(pki, trimmed.url("/test/slow?seconds=4"), trimmed.dir, "burst" .. i)
       end
+      shell.sleep(2) -- all four are now inside the server, each holding a state (slower under ASan)
+      assert.is_nil(waits[1]()) -- still waiting upstream: they overlapped
       for i = 1, 4 do
-        assert.equal("200", shell.wait_for(waits[i], 15))
+        assert.equal("200", shell.wait_for(waits[i], 20))
       end
       local closed = shell.wait_for(function()
         local n = 0
@@ -145,7 +147,8 @@ describe("myapiserver lifecycle", function()
           n = n + tonumber(e.closed)
         end
         return n >= 3 and n or nil
-      end, 10)
+      end, 20)
+      assert.is_number(closed, "no idle state was closed")
       -- At least the three extra ones (the periodic task may have made one more while all were busy).
       assert.is_true(closed >= 3)
       assert.equal(200, curl_code(pki, trimmed.url("/apis/infraops.michael.io/v1")))
