@@ -10,6 +10,7 @@ libmicrohttpd-dev libgnutls28-dev nettle-dev libcurl4-gnutls-dev libyaml-dev
 gnutls-bin openssl curl ca-certificates
 lua-busted lua-check python3 python3-yaml procps kubectl
 clang-format
+clang libclang-rt-14-dev valgrind
 "
 
 missing=""

@@ -36,6 +36,7 @@ static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct entry entries[MAX_ENTRIES];
 static size_t entry_count;
 static size_t cached_bytes;
+static bool recording; /* new chunks are stored only once a second state is wanted */
 
 static uint64_t fnv1a(uint64_t hash, const unsigned char *p, size_t n)
 {
@@ -115,6 +116,11 @@ static int dump_writer(lua_State *L, const void *p, size_t size, void *ud)
  * kept: error messages and tracebacks keep their file names and lines. */
 static void store(lua_State *L, const struct key *key)
 {
+    pthread_mutex_lock(&cache_lock);
+    bool wanted = recording;
+    pthread_mutex_unlock(&cache_lock);
+    if (!wanted)
+        return;
     struct dump_buffer b = {0};
     if (lua_dump(L, dump_writer, &b, 0) != 0 || b.failed) {
         free(b.data);
@@ -124,7 +130,8 @@ static void store(lua_State *L, const struct key *key)
     bool present = false;
     for (size_t i = 0; i < entry_count && !present; i++)
         present = same_key(&entries[i].key, key);
-    if (!present && entry_count < MAX_ENTRIES && cached_bytes + b.length <= MAX_BYTES) {
+    if (recording && !present && entry_count < MAX_ENTRIES &&
+        cached_bytes + b.length <= MAX_BYTES) {
         struct entry *e = &entries[entry_count++];
         e->key = *key;
         e->bytecode = b.data;
@@ -266,6 +273,13 @@ size_t chunk_cache_bytes(void)
     size_t n = cached_bytes;
     pthread_mutex_unlock(&cache_lock);
     return n;
+}
+
+void chunk_cache_record(bool on)
+{
+    pthread_mutex_lock(&cache_lock);
+    recording = on;
+    pthread_mutex_unlock(&cache_lock);
 }
 
 void chunk_cache_clear(void)

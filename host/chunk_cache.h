@@ -4,6 +4,9 @@
 #ifndef MYAPISERVER_CHUNK_CACHE_H
 #define MYAPISERVER_CHUNK_CACHE_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 #include <lua.h>
 
 /* Replaces the Lua file searcher of `require` and the global `load` in L with versions that go
@@ -13,10 +16,14 @@
  * mode). Call after opening the libraries. */
 void chunk_cache_install(lua_State *L);
 
+/* Whether chunks loaded from now on are stored (off at start). A server that needs one Lua state
+ * (idle) keeps no bytecode; the pool turns recording on when it makes a second state. */
+void chunk_cache_record(bool on);
+
 /* Bytes of bytecode held (for tests and figures). */
 size_t chunk_cache_bytes(void);
 
-/* Drops every entry (for tests). */
+/* Drops every entry (when the pool is back to one state, and for tests). */
 void chunk_cache_clear(void);
 
 #endif

@@ -4,6 +4,8 @@
  * on top and the ones a past burst left behind sink to the bottom, where trimming finds them. */
 #include "state_pool.h"
 
+#include "chunk_cache.h"
+
 #include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -94,6 +96,7 @@ lua_State *state_pool_acquire(struct state_pool *pool, char *err, size_t errlen)
     }
     pool->alive++;
     pthread_mutex_unlock(&pool->lock);
+    chunk_cache_record(true); /* more than one state: the next ones load the bytecode */
     lua_State *L = script_runtime_new(&pool->options, err, errlen);
     if (L == NULL) {
         pthread_mutex_lock(&pool->lock);
@@ -143,6 +146,10 @@ size_t state_pool_trim(struct state_pool *pool, double idle_seconds)
     pthread_mutex_unlock(&pool->lock);
     for (size_t i = 0; i < n; i++)
         script_runtime_close(closing[i]);
+    if (n > 0 && state_pool_size(pool) == 1) {
+        chunk_cache_record(false); /* back to idle: no bytecode kept for states not needed */
+        chunk_cache_clear();
+    }
     if (n > 0)
         malloc_trim(0); /* closed states leave holes malloc would otherwise keep */
     return n;

@@ -117,6 +117,18 @@ static void test_load(void)
     lua_close(L);
 }
 
+/* Recording off (a server with one state): loads work as ever and nothing is kept. */
+static void test_recording_off(void)
+{
+    chunk_cache_clear();
+    chunk_cache_record(false);
+    lua_State *L = new_state(".");
+    expect(L, "return load('return 40 + 2')()", "42");
+    expect_as_lua(L, "return select(2, load('return +', '=bad'))");
+    CHECK(chunk_cache_bytes() == 0, "nothing is stored while recording is off");
+    lua_close(L);
+}
+
 static void test_require(const char *dir)
 {
     chunk_cache_clear();
@@ -162,6 +174,8 @@ static void test_require(const char *dir)
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : ".";
+    test_recording_off();
+    chunk_cache_record(true);
     test_load();
     test_require(dir);
     chunk_cache_clear();

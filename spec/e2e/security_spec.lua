@@ -676,7 +676,7 @@ end)
 
 -- Slow and idle connections against a server with small limits: --idle-connection-timeout
 -- (libmicrohttpd's inactivity timeout) and --max-connections.
-describe("slow and idle connections", function()
+describe("slow and idle connections #timing", function()
   local pki, srv
   local MAX = 6
 
