@@ -16,6 +16,12 @@ local GROUP = "infraops.michael.io"
 local MAX_REASON = 1024
 local IN_PROGRESS_GRACE = 120 -- seconds an InProgress lease blocks others if its holder vanished
 local RETRY_BUDGET = 25       -- seconds of cloud retries: well inside kube-apiserver's 60 s proxy timeout
+-- Deadlines of one restart, seconds from its start, so that its answer reaches the client inside
+-- kube-apiserver's 60 s request timeout (past it the aggregator answers 504 while this server
+-- may still go on and reboot): the node read and the Lease taken by PREPARE_BY; no cloud retry
+-- started after CLOUD_BY (a provider's call is bounded by its own timeouts, 20 s at most for the
+-- shipped ones); the outcome recorded by RECORD_BY.
+local PREPARE_BY, CLOUD_BY, RECORD_BY = 15, 30, 57
 local MAX_ATTEMPTS = 3
 local EVENT_NAMESPACE = "default" -- where kube records events about nodes
 
@@ -179,8 +185,8 @@ function restart.new(deps)
   end
 
   -- 409 unless the node's lease is free; returns the lease object (or false) otherwise.
-  local function check_lease(name, lease_name)
-    local lease, err = deps.k8s:get(leases_path .. "/" .. lease_name)
+  local function check_lease(name, lease_name, within)
+    local lease, err = deps.k8s:get(leases_path .. "/" .. lease_name, within)
     if not lease then
       if err.code == "not_found" then
         return false
@@ -235,9 +241,9 @@ function restart.new(deps)
     end
   end
 
-  local function take_lease(name, lease_name, annotations)
+  local function take_lease(name, lease_name, annotations, within)
     if deps.shared and not lease_known(lease_name) then
-      local created, err = deps.k8s:post(leases_path, lease_body(lease_name, name, annotations, nil))
+      local created, err = deps.k8s:post(leases_path, lease_body(lease_name, name, annotations, nil), within)
       if created then
         remember_lease(lease_name, true)
         return created
@@ -246,16 +252,16 @@ function restart.new(deps)
       end
       remember_lease(lease_name, true) -- it exists: read it and take it over below
     end
-    local existing, failure = check_lease(name, lease_name)
+    local existing, failure = check_lease(name, lease_name, within)
     if existing == nil then
       return nil, failure
     end
     local body = lease_body(lease_name, name, annotations, existing or nil)
     local taken, err
     if existing then
-      taken, err = deps.k8s:put(leases_path .. "/" .. lease_name, body)
+      taken, err = deps.k8s:put(leases_path .. "/" .. lease_name, body, within)
     else
-      taken, err = deps.k8s:post(leases_path, body)
+      taken, err = deps.k8s:post(leases_path, body, within)
     end
     if not taken then
       if err.code == "conflict" or err.code == "already_exists" then
@@ -267,23 +273,24 @@ function restart.new(deps)
     return taken
   end
 
-  local function update_lease(lease, changes)
+  local function update_lease(lease, changes, within)
     for k, v in pairs(changes) do
       lease.metadata.annotations[k] = v
     end
     lease.spec.renewTime = deps.iso8601_micro(deps.now())
-    local updated, err = deps.k8s:put(leases_path .. "/" .. lease.metadata.name, lease)
+    local updated, err = deps.k8s:put(leases_path .. "/" .. lease.metadata.name, lease, within)
     if not updated then
       deps.log.error("could not record the restart outcome in its lease", { lease = lease.metadata.name,
         error = err.message })
     end
   end
 
-  local function release_lease(lease)
+  local function release_lease(lease, within)
     -- (on success the client returns the body and the HTTP response: no error)
     local deleted, err = deps.k8s:delete(leases_path .. "/" .. lease.metadata.name, {
       body = { apiVersion = "v1", kind = "DeleteOptions",
         preconditions = { resourceVersion = lease.metadata.resourceVersion } },
+      deadline = within.deadline,
     })
     if not deleted and err.code ~= "not_found" then
       deps.log.error("could not release the restart lease", { lease = lease.metadata.name, error = err.message })
@@ -293,8 +300,8 @@ function restart.new(deps)
   end
 
   -- The provider call with bounded retries for what is safe to repeat.
-  local function call_provider(entry, target, opts)
-    local deadline = deps.monotonic() + RETRY_BUDGET
+  local function call_provider(entry, target, opts, retries_by)
+    local deadline = math.min(deps.monotonic() + RETRY_BUDGET, retries_by)
     local result, err
     for attempt = 1, MAX_ATTEMPTS do
       result, err = deps.registry.restart(entry, target, opts)
@@ -313,7 +320,7 @@ function restart.new(deps)
     return result, err
   end
 
-  local function record_event(node, user, entry, target, opts, result, err)
+  local function record_event(node, user, entry, target, opts, result, err, within)
     local now = deps.now()
     local message
     if result then
@@ -338,7 +345,8 @@ function restart.new(deps)
       reportingInstance = deps.identity,
       firstTimestamp = deps.iso8601(now), lastTimestamp = deps.iso8601(now), count = 1,
     }
-    local recorded, event_err = deps.k8s:post(("/api/v1/namespaces/%s/events"):format(EVENT_NAMESPACE), event)
+    local recorded, event_err = deps.k8s:post(("/api/v1/namespaces/%s/events"):format(EVENT_NAMESPACE), event,
+      within)
     if not recorded then
       deps.log.warn("could not record the restart event", { node = node.metadata.name, error = event_err.message })
     end
@@ -360,8 +368,8 @@ function restart.new(deps)
   end
 
   -- The node, its provider and target, after the guards; or nil, response.
-  local function resolve(name)
-    local node, err = deps.k8s:get("/api/v1/nodes/" .. name)
+  local function resolve(name, within)
+    local node, err = deps.k8s:get("/api/v1/nodes/" .. name, within)
     if not node then
       if err.code == "not_found" then
         return nil, node_error(404, "NotFound", name, ('nodes.infraops.michael.io "%s" not found'):format(name))
@@ -401,13 +409,15 @@ function restart.new(deps)
       return invalid
     end
     opts.node = name
-    local node, entry, target = resolve(name)
+    local started = deps.monotonic()
+    local prepare, record = { deadline = started + PREPARE_BY }, { deadline = started + RECORD_BY }
+    local node, entry, target = resolve(name, prepare)
     if not node then
       return entry
     end
     local requested_at = deps.iso8601(deps.now())
     if opts.dry_run then
-      local result, err = call_provider(entry, target, opts)
+      local result, err = call_provider(entry, target, opts, started + CLOUD_BY)
       if not result then
         return cloud_failure(name, entry, err, true)
       end
@@ -418,19 +428,19 @@ function restart.new(deps)
       [a.phase] = "InProgress", [a.boot_id] = ((node.status or {}).nodeInfo or {}).bootID,
       [a.requested_by] = user.name, [a.requested_at] = requested_at, [a.provider] = entry.name,
       [a.instance_id] = target.instance_id, [a.region] = target.region, [a.reason] = opts.reason,
-    })
+    }, prepare)
     if not lease then
       return failure
     end
-    local result, err = call_provider(entry, target, opts)
+    local result, err = call_provider(entry, target, opts, started + CLOUD_BY)
     if result then
-      update_lease(lease, { [a.phase] = "Requested", [a.request_id] = result.request_id })
+      update_lease(lease, { [a.phase] = "Requested", [a.request_id] = result.request_id }, record)
     elseif err.sent or err.reason == "Timeout" then
-      update_lease(lease, { [a.phase] = "Unknown", [a.error] = err.message })
+      update_lease(lease, { [a.phase] = "Unknown", [a.error] = err.message }, record)
     else
-      release_lease(lease)
+      release_lease(lease, record)
     end
-    record_event(node, user, entry, target, opts, result, err)
+    record_event(node, user, entry, target, opts, result, err, record)
     deps.log.info(result and "restart requested" or "restart failed", { node = name, user = user.name,
       provider = entry.name, instance = target.instance_id, request_id = result and result.request_id,
       cloud_code = err and err.cloud_code })

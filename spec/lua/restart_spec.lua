@@ -9,11 +9,12 @@ local LEASES = "/apis/coordination.k8s.io/v1/namespaces/infra/leases"
 -- An in-memory API: nodes, leases with resourceVersion checks, events. Like
 -- infraops.k8s.client, a success returns the body and the HTTP response.
 local function fake_k8s(nodes)
-  local k = { leases = {}, events = {}, rv = 0, calls = {} }
+  local k = { leases = {}, events = {}, rv = 0, calls = {}, deadlines = {} }
   local function err(code, message) return nil, { code = code, message = message } end
   local function copy(t) return cjson.decode(cjson.encode(t)) end
-  function k.get(_, path)
+  function k.get(_, path, opts)
     k.calls[#k.calls + 1] = "GET " .. path
+    k.deadlines[#k.calls] = opts and opts.deadline
     local name = path:match("^/api/v1/nodes/(.+)$")
     local found = name and nodes[name] or (not name and k.leases[path:match("/leases/(.+)$")])
     if not found then
@@ -21,8 +22,9 @@ local function fake_k8s(nodes)
     end
     return copy(found)
   end
-  function k.post(_, path, body)
+  function k.post(_, path, body, opts)
     k.calls[#k.calls + 1] = "POST " .. path
+    k.deadlines[#k.calls] = opts and opts.deadline
     if path:match("/events$") then
       k.events[#k.events + 1] = body
       return body, { status = 201 }
@@ -35,8 +37,9 @@ local function fake_k8s(nodes)
     k.leases[body.metadata.name] = copy(body)
     return body, { status = 201 }
   end
-  function k.put(_, path, body)
+  function k.put(_, path, body, opts)
     k.calls[#k.calls + 1] = "PUT " .. path
+    k.deadlines[#k.calls] = opts and opts.deadline
     local current = k.leases[path:match("/leases/(.+)$")]
     if not current or current.metadata.resourceVersion ~= body.metadata.resourceVersion then
       return err("conflict", "the object has been modified")
@@ -46,8 +49,9 @@ local function fake_k8s(nodes)
     k.leases[body.metadata.name] = copy(body)
     return body
   end
-  function k.delete(_, path)
+  function k.delete(_, path, opts)
     k.calls[#k.calls + 1] = "DELETE " .. path
+    k.deadlines[#k.calls] = opts and opts.deadline
     k.leases[path:match("/leases/(.+)$")] = nil
     return true, { status = 200 }
   end
@@ -259,6 +263,30 @@ describe("infraops.restart", function()
         assert.equal(409, res.status)
         assert.equal(1, #registry.calls)
       end)
+    end)
+
+    it("gives every Kubernetes call a deadline inside kube-apiserver's 60 s request timeout", function()
+      local r, k8s, _, clock = new()
+      clock.mono = 100
+      assert.equal(202, r.handle("worker-1", ALICE, "", {}).status)
+      -- The node read and the Lease by 15 s from the start; the outcome (Lease update, Event) by 57 s.
+      assert.same({ "GET /api/v1/nodes/worker-1", "GET " .. LEASES .. "/restart-worker-1", "POST " .. LEASES,
+        "PUT " .. LEASES .. "/restart-worker-1", "POST /api/v1/namespaces/default/events" }, k8s.calls)
+      assert.same({ 115, 115, 115, 157, 157 }, k8s.deadlines)
+    end)
+
+    it("starts no cloud retry 30 s after the restart began", function()
+      local throttled = { err = { reason = "Throttled", message = "slow down", retryable = true, retry_after = 4 } }
+      local r, _, registry, clock, sleeps = new({ throttled, throttled, { request_id = "late" } })
+      local real_restart = registry.restart
+      registry.restart = function(...) -- each cloud call takes 12 s
+        clock.mono = clock.mono + 12
+        return real_restart(...)
+      end
+      local res = r.handle("worker-1", ALICE, "", {})
+      assert.is_true(res.status >= 400)
+      assert.equal(2, #registry.calls) -- 12 s, a 4 s wait, 12 s: 28 s; the next wait would end past 30 s
+      assert.equal(1, #sleeps)
     end)
 
     it("loses a race for the lease with 409 and reboots nothing", function()

@@ -261,7 +261,15 @@ function methods:request(method, path, opts)
   local deadline = opts.deadline or (self.monotonic() + self.deadline)
   local retried_401 = false
   local attempt, last_err = 0, nil
+  local timeout = req.timeout
   while attempt < client.MAX_ATTEMPTS do
+    -- No attempt runs past the call's deadline: its timeout is cut to what is left.
+    local left = deadline - self.monotonic()
+    if left <= 0 then
+      last_err = last_err or { code = "timeout", message = "the deadline passed before the request was sent" }
+      break
+    end
+    req.timeout = math.min(timeout, left)
     attempt = attempt + 1
     local doc, err, retryable, res = self:_attempt(req, log_path, attempt, retry, idempotent)
     if doc ~= nil then

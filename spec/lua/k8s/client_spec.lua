@@ -296,6 +296,22 @@ describe("infraops.k8s.client", function()
       assert.are.same({}, t.clock.sleeps)
     end)
 
+    it("cuts each attempt's timeout to what is left of the deadline", function()
+      local t = setup({ { status = 503, body = "" }, json(200, { ok = true }) })
+      local r = call(t, "GET", "/a", { deadline = t.clock.monotonic() + 3, timeout = 10 })
+      assert.is_true(r[1].ok)
+      assert.are.equal(3, t.http.requests[1].timeout)
+      assert.is_true(math.abs((3 - t.clock.sleeps[1]) - t.http.requests[2].timeout) < 1e-9) -- after one backoff
+    end)
+
+    it("sends nothing once the deadline has passed, and says it timed out", function()
+      local t = setup({ json(200, {}) })
+      local r = call(t, "GET", "/a", { deadline = t.clock.monotonic() - 1 })
+      assert.is_nil(r[1])
+      assert.are.equal("timeout", r[2].code)
+      assert.are.equal(0, #t.http.requests)
+    end)
+
     it("does not retry a POST by default", function()
       local t = setup({ { status = 503, body = "" }, json(201, {}) })
       local r = call(t, "POST", "/a", { body = {} })
