@@ -55,6 +55,7 @@ typedef struct {
     const char *method, *url, *body; /* body is anchored on the Lua stack during the transfer */
     size_t body_len;
     int has_body;
+    int fresh_connection; /* never on a reused connection (see parse_request) */
     long connect_timeout_ms, timeout_ms;
 } http_request;
 
@@ -324,7 +325,7 @@ static int http_new(lua_State *L)
 /* ---- client:request ---- */
 
 static const char *const request_keys[] = {
-    "method", "url", "headers", "body", "timeout", "connect_timeout", NULL,
+    "method", "url", "headers", "body", "timeout", "connect_timeout", "fresh_connection", NULL,
 };
 static const char *const methods[] = {
     "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", NULL,
@@ -426,6 +427,13 @@ static void parse_request(lua_State *L, http_client *c, http_request *r)
     opt_seconds(L, 2, FN_REQUEST, "timeout", &r->timeout_ms);
     lua_getfield(L, 2, "headers");
     build_headers(L, c, 6);
+    /* libcurl sends a request again, by itself, when a reused connection turns out to be dead
+     * before any answer arrives; the server may have acted on the first (a reboot, twice). A
+     * request on a new connection is never re-sent. */
+    int type = lua_getfield(L, 2, "fresh_connection");
+    if (type != LUA_TNIL && type != LUA_TBOOLEAN)
+        luaL_error(L, "%s: 'fresh_connection' must be a boolean", FN_REQUEST);
+    r->fresh_connection = lua_toboolean(L, -1);
 }
 
 /* curl_easy_setopt is variadic (no wrapper function): stop at the first refusal. */
@@ -443,6 +451,7 @@ static CURLcode apply_transport(http_client *c, const http_request *r)
     SETOPT(h, CURLOPT_URL, r->url);
     SETOPT(h, CURLOPT_PROTOCOLS_STR, "http,https");
     SETOPT(h, CURLOPT_FOLLOWLOCATION, 0L);
+    SETOPT(h, CURLOPT_FRESH_CONNECT, r->fresh_connection ? 1L : 0L);
     SETOPT(h, CURLOPT_CONNECTTIMEOUT_MS, r->connect_timeout_ms);
     SETOPT(h, CURLOPT_TIMEOUT_MS, r->timeout_ms);
     SETOPT(h, CURLOPT_ERRORBUFFER, c->errbuf);

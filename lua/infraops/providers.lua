@@ -168,8 +168,11 @@ local function make_ctx(name, deps, entry)
     entry.http_calls = (entry.http_calls or 0) + 1
     client = client or deps.http.new({ timeout = MAX_HTTP_TIMEOUT, connect_timeout = 5 })
     local timeout = math.min(tonumber(req.timeout) or 10, MAX_HTTP_TIMEOUT)
+    -- Always a new connection: on a reused one libcurl re-sends a request by itself when the
+    -- connection turns out dead before the answer, and the cloud may have acted on the first
+    -- (a reboot, twice). A handshake per cloud call is the price.
     return client:request({ method = req.method, url = req.url, headers = req.headers, body = req.body,
-      timeout = timeout })
+      timeout = timeout, fresh_connection = true })
   end
   local prefix = "provider:" .. name .. ":"
   local log = {}

@@ -240,6 +240,17 @@ describe("host.http", function()
       other:close()
       assert.are_not.equal(a.conn, c.conn)
     end)
+
+    it("opens a new connection for a request with fresh_connection (never re-sent by libcurl)", function()
+      local a = cjson.decode(assert(client:request({ url = base .. "/conn" })).body)
+      local b = cjson.decode(assert(client:request({ url = base .. "/conn", fresh_connection = true })).body)
+      assert.are_not.equal(a.conn, b.conn)
+      local c = cjson.decode(assert(client:request({ url = base .. "/conn", fresh_connection = false })).body)
+      assert.is_true(c.conn == a.conn or c.conn == b.conn) -- without it, an open connection is reused
+      assert.has_error(function()
+        client:request({ url = base .. "/conn", fresh_connection = "yes" })
+      end, "host.http.request: 'fresh_connection' must be a boolean")
+    end)
   end)
 
   describe("failures", function()
