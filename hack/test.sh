@@ -71,7 +71,7 @@ run_pass() {
 }
 
 echo "== luacheck"
-if luacheck -q lua spec hack/bench hack/soak.lua; then :; else total_failed=$((total_failed + 1)); fi
+if luacheck -q lua spec hack/bench hack/soak.lua fuzz; then :; else total_failed=$((total_failed + 1)); fi
 
 for pass in $passes; do
   run_pass "$pass"

@@ -282,7 +282,8 @@ function providers.registry(loaded, failed, log, limits)
   --- The provider for a node: entry, target; or nil, code, message with code
   -- no_provider_id | no_match | malformed | limit (a provider call hit its limit).
   function self.match(node)
-    local provider_id = ((node or {}).spec or {}).providerID
+    local spec = type(node) == "table" and node.spec
+    local provider_id = type(spec) == "table" and spec.providerID or nil
     if type(provider_id) ~= "string" or provider_id == "" then
       return nil, "no_provider_id", "the node has no spec.providerID"
     end

@@ -36,6 +36,14 @@ end
 --- True if s is a DNS-1123 subdomain (what a node name must be).
 restart.valid_name = label_selector.is_dns1123_subdomain
 
+-- What the API answered is decoded JSON: an empty answer is `true`, and an
+-- object without metadata (or not named as asked) is not one we can use.
+local NOT_AN_OBJECT = { code = "invalid_response", message = "the answer is not the object asked for" }
+
+local function is_object(v)
+  return type(v) == "table" and type(v.metadata) == "table"
+end
+
 local function bad(message)
   return nil, status.failure(400, "BadRequest", message)
 end
@@ -193,6 +201,9 @@ function restart.new(deps)
       end
       return nil, api_failure(err, "read the restart lease")
     end
+    if not is_object(lease) then
+      return nil, api_failure(NOT_AN_OBJECT, "read the restart lease")
+    end
     local record = restart_record.from_lease(lease)
     if not record then
       return lease
@@ -241,12 +252,24 @@ function restart.new(deps)
     end
   end
 
+  -- The Lease the API answered after a create or update: later updates need
+  -- its name, spec and annotations.
+  local function as_lease(answer, lease_name)
+    if not is_object(answer) or type(answer.spec) ~= "table" or answer.metadata.name ~= lease_name then
+      return nil, api_failure(NOT_AN_OBJECT, "take the restart lease")
+    end
+    if type(answer.metadata.annotations) ~= "table" then
+      answer.metadata.annotations = {}
+    end
+    return answer
+  end
+
   local function take_lease(name, lease_name, annotations, within)
     if deps.shared and not lease_known(lease_name) then
       local created, err = deps.k8s:post(leases_path, lease_body(lease_name, name, annotations, nil), within)
       if created then
         remember_lease(lease_name, true)
-        return created
+        return as_lease(created, lease_name)
       elseif err.code ~= "already_exists" then
         return nil, api_failure(err, "take the restart lease")
       end
@@ -270,7 +293,7 @@ function restart.new(deps)
       return nil, api_failure(err, "take the restart lease")
     end
     remember_lease(lease_name, true)
-    return taken
+    return as_lease(taken, lease_name)
   end
 
   local function update_lease(lease, changes, within)
@@ -375,6 +398,9 @@ function restart.new(deps)
         return nil, node_error(404, "NotFound", name, ('nodes.infraops.michael.io "%s" not found'):format(name))
       end
       return nil, api_failure(err, "read the node")
+    end
+    if not is_object(node) or node.metadata.name ~= name then
+      return nil, api_failure(NOT_AN_OBJECT, "read the node")
     end
     local entry, target_or_code, message = deps.registry.match(node)
     if not entry and target_or_code == "limit" then

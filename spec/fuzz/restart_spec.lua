@@ -67,6 +67,16 @@ describe("fuzz regressions: restart and the provider registry", function()
     assert.are.equal(503, res.status)
   end)
 
+  it("answers an error when the Lease create answers a Lease without its name or annotations", function()
+    local res = handle({ node = NODE, written = { metadata = {}, spec = {} } })
+    assert.are.equal(503, res.status)
+  end)
+
+  it("answers an error when the Node GET answers another node", function()
+    local res = handle({ node = { metadata = { name = "worker-2" }, spec = NODE.spec } })
+    assert.are.equal(503, res.status)
+  end)
+
   it("registry.match: a spec that is not an object means no providerID", function()
     local registry = providers.registry({}, {}, { error = function() end })
     for _, node in ipairs({ true, { spec = 5 }, { spec = "x" } }) do
