@@ -139,7 +139,9 @@ end
 -- A fake EC2, a fake kube-apiserver with `nodes`, and myapiserver using both.
 local function cluster(nodes, server_opts)
   local aws = track(fake_cloud.start_aws())
-  local kube = track(fake_kube.start({ pki = pki, lifetime = 3600, config = { nodes = nodes, rbac = restart_rules(),
+  -- Thousands of realistic nodes take the fake a while to load (each is encoded once, at start).
+  local kube = track(fake_kube.start({ pki = pki, lifetime = 3600, start_timeout = 120, config = { nodes = nodes,
+    rbac = restart_rules(),
     tokens = { ["sa-token"] = { username = SA } } } }))
   local opts = { pki = pki, kubeconfig = kube.kubeconfig({ token = "sa-token" }), client_ca = pki .. "/client-ca.crt",
     requestheader_ca = false, env = aws.env(), args = { "--lease-namespace=bench", "--node-name=none" } }

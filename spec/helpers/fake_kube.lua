@@ -71,7 +71,7 @@ function fake_kube.start(opts)
   local info = shell.wait_for(function()
     local line = (shell.read_file(out_path) or ""):match("^(%b{})")
     return line and cjson.decode(line)
-  end, 10, 0.02)
+  end, opts.start_timeout or 10, 0.02)
   if not info then
     shell.remove_tree(dir)
     error("fake kube-apiserver did not start: " .. tostring(shell.read_file(err_path)))
