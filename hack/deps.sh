@@ -3,15 +3,20 @@
 # need. Idempotent: packages already present are left alone.
 set -eu
 
-packages="
+# Building and running the server (deploy/Dockerfile's build stage installs the same -dev packages).
+build_packages="
 build-essential cmake pkg-config
 liblua5.4-dev lua5.4 lua-cjson lua-cjson-dev
 libmicrohttpd-dev libgnutls28-dev nettle-dev libcurl4-gnutls-dev libyaml-dev
+"
+# The tests, the local sandbox, fuzzing (clang's libFuzzer) and memcheck.
+test_packages="
 gnutls-bin openssl curl ca-certificates
 lua-busted lua-check python3 python3-yaml procps kubectl
 clang-format
 clang libclang-rt-14-dev valgrind
 "
+packages="$build_packages $test_packages"
 
 missing=""
 for p in $packages; do

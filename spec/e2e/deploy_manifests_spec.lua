@@ -425,7 +425,7 @@ describe("deploy/Dockerfile", function()
   end)
 
   it("installs every -dev package of hack/deps.sh in the build stage only", function()
-    local deps = read("hack/deps.sh")
+    local deps = read("hack/deps.sh"):match('\nbuild_packages="(.-)"') -- not the test-only ones
     local n = 0
     for pkg in deps:gmatch("[%w%.%-]+%-dev") do
       n = n + 1
