@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs every Debian package that building, testing and running locally
-# need. Idempotent: packages already present are left alone.
+# need, and any named as arguments. Idempotent: packages already present are
+# left alone.
 set -eu
 
 # Building and running the server (deploy/Dockerfile's build stage installs the same -dev packages).
@@ -16,7 +17,8 @@ lua-busted lua-check python3 python3-yaml procps kubectl
 clang-format
 clang libclang-rt-14-dev valgrind
 "
-packages="$build_packages $test_packages"
+# Arguments: more packages to install the same way (hack/bench/deps.sh passes its own).
+packages="$build_packages $test_packages $*"
 
 missing=""
 for p in $packages; do
