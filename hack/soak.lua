@@ -236,7 +236,8 @@ end
 -- settle: a call the fake answers late (delay) is answered well inside the
 -- provider's timeout; a dropped connection is either before the action (no
 -- reboot) or after it (record_before_delay: a reboot the server must answer
--- with 504, and the node stays locked).
+-- with 504, and the node stays locked); a Lease or Event write kube-apiserver
+-- acted on but whose answer was lost (lose_answer) is found as the server's own.
 local function slow(rand)
   return { RebootInstances = { delay = 0.5 + 1.5 * rand() } }
 end
@@ -264,10 +265,14 @@ local FAULT_SETS = {
       ["list nodes"] = { status = 429, retry_after = 1, times = 6 }, ["get nodes"] = { delay = 1, times = 20 },
       ["update leases"] = { status = 429, retry_after = 1, times = 2 }, ["list leases"] = { status = 503, times = 3 },
     } end },
-  { name = "aws slow, tencent answers lost", probe = "tc",
+  { name = "aws slow, tencent answers lost, kube answers to writes lost", probe = "tc",
     aws = function(rand) return slow(rand) end,
     tc = function() return { RebootInstances = { reset = true, times = 2 },
-      ["*"] = { record_before_delay = true, close = true, times = 2 } } end },
+      ["*"] = { record_before_delay = true, close = true, times = 2 } } end,
+    kube = function() return { -- acted on, then the connection dies: the writes are found as the server's own
+      ["create leases"] = { lose_answer = true, times = 3 }, ["update leases"] = { lose_answer = true, times = 3 },
+      ["create events"] = { lose_answer = true, times = 2 },
+    } end },
   { name = "none (everything must succeed)" },
 }
 

@@ -192,8 +192,18 @@ function restart.new(deps)
     }
   end
 
-  -- 409 unless the node's lease is free; returns the lease object (or false) otherwise.
-  local function check_lease(name, lease_name, within)
+  -- Whether the Lease carries this request's claim: our own write, whose answer was lost
+  -- (libcurl sends a request again, POST and PUT too, when a reused connection dies
+  -- before the answer; the second attempt then finds what the first one wrote).
+  local function claimed(lease, claim)
+    local annotations = is_object(lease) and type(lease.metadata.annotations) == "table"
+      and lease.metadata.annotations or {}
+    return type(claim) == "string" and annotations[restart_record.ANNOTATIONS.claim] == claim
+  end
+
+  -- 409 unless the node's lease is free; returns the lease object (or false)
+  -- otherwise, and true when the lease is this request's own (claim).
+  local function check_lease(name, lease_name, within, claim)
     local lease, err = deps.k8s:get(leases_path .. "/" .. lease_name, within)
     if not lease then
       if err.code == "not_found" then
@@ -203,6 +213,9 @@ function restart.new(deps)
     end
     if not is_object(lease) then
       return nil, api_failure(NOT_AN_OBJECT, "read the restart lease")
+    end
+    if claimed(lease, claim) then
+      return lease, true
     end
     local record = restart_record.from_lease(lease)
     if not record then
@@ -264,20 +277,42 @@ function restart.new(deps)
     return answer
   end
 
+  -- After a Lease write that failed with 409 (perhaps its own second attempt) or got no
+  -- answer at all (perhaps acted on): the Lease if this request's write landed after all;
+  -- else nil and the answer for the client.
+  local function after_failed_write(name, lease_name, claim, err, within)
+    local lost_race = err.code == "conflict" or err.code == "already_exists"
+    if lost_race or err.status == nil then
+      local current = deps.k8s:get(leases_path .. "/" .. lease_name, within)
+      if claimed(current, claim) then
+        return current
+      end
+    end
+    return nil, lost_race and conflict(name) or api_failure(err, "take the restart lease")
+  end
+
+  -- annotations carry the request's claim (restart_record.ANNOTATIONS.claim).
   local function take_lease(name, lease_name, annotations, within)
+    local claim = annotations[restart_record.ANNOTATIONS.claim]
     if deps.shared and not lease_known(lease_name) then
       local created, err = deps.k8s:post(leases_path, lease_body(lease_name, name, annotations, nil), within)
-      if created then
-        remember_lease(lease_name, true)
-        return as_lease(created, lease_name)
-      elseif err.code ~= "already_exists" then
-        return nil, api_failure(err, "take the restart lease")
+      if not created and err.code ~= "already_exists" then
+        local failure
+        created, failure = after_failed_write(name, lease_name, claim, err, within)
+        if not created then
+          return nil, failure
+        end
       end
-      remember_lease(lease_name, true) -- it exists: read it and take it over below
+      remember_lease(lease_name, true) -- it exists; unless it is ours, read it and take it over below
+      if created then
+        return as_lease(created, lease_name)
+      end
     end
-    local existing, failure = check_lease(name, lease_name, within)
+    local existing, ours_or_failure = check_lease(name, lease_name, within, claim)
     if existing == nil then
-      return nil, failure
+      return nil, ours_or_failure
+    elseif ours_or_failure then -- the create above took it, only its answer was lost
+      return as_lease(existing, lease_name)
     end
     local body = lease_body(lease_name, name, annotations, existing or nil)
     local taken, err
@@ -287,10 +322,11 @@ function restart.new(deps)
       taken, err = deps.k8s:post(leases_path, body, within)
     end
     if not taken then
-      if err.code == "conflict" or err.code == "already_exists" then
-        return nil, conflict(name)
+      local failure
+      taken, failure = after_failed_write(name, lease_name, claim, err, within)
+      if not taken then
+        return nil, failure
       end
-      return nil, api_failure(err, "take the restart lease")
     end
     remember_lease(lease_name, true)
     return as_lease(taken, lease_name)
@@ -301,7 +337,15 @@ function restart.new(deps)
       lease.metadata.annotations[k] = v
     end
     lease.spec.renewTime = deps.iso8601_micro(deps.now())
-    local updated, err = deps.k8s:put(leases_path .. "/" .. lease.metadata.name, lease, within)
+    local path = leases_path .. "/" .. lease.metadata.name
+    local updated, err = deps.k8s:put(path, lease, within)
+    if not updated and (err.code == "conflict" or err.status == nil) then -- did it land after all?
+      local current = deps.k8s:get(path, within)
+      local a = restart_record.ANNOTATIONS
+      local phase = is_object(current) and type(current.metadata.annotations) == "table"
+        and current.metadata.annotations[a.phase]
+      updated = claimed(current, lease.metadata.annotations[a.claim]) and phase == changes[a.phase]
+    end
     if not updated then
       deps.log.error("could not record the restart outcome in its lease", { lease = lease.metadata.name,
         error = err.message })
@@ -370,7 +414,9 @@ function restart.new(deps)
     }
     local recorded, event_err = deps.k8s:post(("/api/v1/namespaces/%s/events"):format(EVENT_NAMESPACE), event,
       within)
-    if not recorded then
+    -- AlreadyExists: the name (node and microseconds) is this Event's own, sent
+    -- twice after a lost answer; the first one was recorded.
+    if not recorded and event_err.code ~= "already_exists" then
       deps.log.warn("could not record the restart event", { node = node.metadata.name, error = event_err.message })
     end
   end
@@ -454,6 +500,7 @@ function restart.new(deps)
       [a.phase] = "InProgress", [a.boot_id] = ((node.status or {}).nodeInfo or {}).bootID,
       [a.requested_by] = user.name, [a.requested_at] = requested_at, [a.provider] = entry.name,
       [a.instance_id] = target.instance_id, [a.region] = target.region, [a.reason] = opts.reason,
+      [a.claim] = deps.crypto.hex_encode(deps.crypto.random_bytes(8)),
     }, prepare)
     if not lease then
       return failure

@@ -19,6 +19,8 @@ restart_record.ANNOTATIONS = {
   region = PREFIX .. "region",
   reason = PREFIX .. "reason",           -- the reason the user gave
   error = PREFIX .. "error",             -- why it failed (Failed / Unknown)
+  claim = PREFIX .. "claim",             -- random per restart request: tells its own write
+                                         -- from another's when an answer was lost
 }
 
 restart_record.LABELS = {

@@ -470,6 +470,23 @@ describe("fake kube-apiserver", function()
       assert.truthy(contains(out, 'Error from server (NotFound): leases.coordination.k8s.io "restart-n1" not found'))
     end)
 
+    it("lose_answer: acts on the write, then closes the connection without a byte of answer", function()
+      local sa = { token = "sa-token" }
+      local body = cjson.encode({ apiVersion = "coordination.k8s.io/v1", kind = "Lease",
+        metadata = { name = "restart-lost" }, spec = { holderIdentity = "replica-a" } })
+      kube.clear_requests()
+      kube.control("PUT", "/faults", { ["create leases"] = { lose_answer = true, times = 1 } })
+      local code, out = kube.curl(sa, LEASES, { method = "POST", body = body })
+      assert.is_nil(code)
+      assert.matches("Empty reply from server", out)
+      assert.equal("answer lost (201)", kube.requests()[1].status)
+      local stored = kube.kubectl_json(sa, { "get", "--raw", LEASES .. "/restart-lost" })
+      assert.equal("replica-a", stored.spec.holderIdentity) -- it was created
+      code = kube.curl(sa, LEASES, { method = "POST", body = body }) -- the fault fired once
+      assert.equal(409, code)
+      kube.kubectl_json(sa, { "delete", "--raw", LEASES .. "/restart-lost" })
+    end)
+
     it("stores Events and validates their namespace", function()
       local sa = { token = "sa-token" }
       local event = { apiVersion = "v1", kind = "Event", metadata = { generateName = "n1." },

@@ -64,6 +64,8 @@ local NODES = {
   ready_node("aws-sigterm", "aws:///us-east-1a/" .. A.instance),
   ready_node("aws-sigterm-late", "aws:///us-east-1a/" .. A.instance),
   ready_node("aws-after", "aws:///us-east-1a/" .. A.instance),
+  ready_node("aws-kube-lost", "aws:///us-east-1a/" .. A.instance),
+  ready_node("aws-kube-lost-twice", "aws:///us-east-1a/" .. A.instance),
 }
 for _, how in ipairs({ "loop", "catch", "coroutine", "hog", "count", "match-loop" }) do
   NODES[#NODES + 1] = ready_node("runaway-" .. how, "runaway://" .. how)
@@ -256,6 +258,55 @@ describe("the server under faults", function()
         assert_serving()
       end)
     end
+  end)
+
+  describe("kube-apiserver losing its answers to what it wrote", function()
+    -- The connection dies after the write landed: libcurl sends the request again on a new
+    -- connection, and the second attempt finds the first one's Lease or Event.
+    local function status_text(e) -- the request log's status: a number, or what became of the answer
+      return type(e.status) == "number" and ("%d"):format(e.status) or e.status
+    end
+
+    it("a Lease create, the outcome's update and the Event: each found as its own; 202, one reboot, "
+      .. "the lease says Requested, nothing logged", function()
+      local before = reboots_of(aws, A.instance)
+      kube.clear_requests()
+      local lost = { lose_answer = true, times = 1 }
+      kube.control("PUT", "/faults", { ["create leases"] = lost, ["update leases"] = lost, ["create events"] = lost })
+      local code, nr = restart("aws-kube-lost")
+      assert.equal(202, code)
+      assert.equal("NodeRestart", nr.kind)
+      assert.equal(before + 1, reboots_of(aws, A.instance))
+      assert.equal("Requested", lease_phase("aws-kube-lost"))
+      local writes = {}
+      for _, e in ipairs(kube.requests(function(e) return e.method ~= "GET" end)) do
+        writes[#writes + 1] = e.method .. " " .. e.path:match("[^/]+$") .. " " .. status_text(e)
+      end
+      assert.same({ "POST subjectaccessreviews 201", "POST leases answer lost (201)", "POST leases 409",
+        "PUT restart-aws-kube-lost answer lost (200)", "PUT restart-aws-kube-lost 409",
+        "POST events answer lost (201)", "POST events 409" }, writes)
+      for _, e in ipairs(srv.log()) do
+        assert.is_falsy(e.msg:match("could not record"), e.msg)
+      end
+      assert_serving()
+    end)
+
+    it("a Lease create whose second attempt is lost too (an error, no answer): read back, its own; 202, one "
+      .. "reboot", function()
+      local before = reboots_of(aws, A.instance)
+      kube.clear_requests()
+      kube.control("PUT", "/faults", { ["create leases"] = { lose_answer = true, times = 2 } })
+      local code = restart("aws-kube-lost-twice")
+      assert.equal(202, code)
+      assert.equal(before + 1, reboots_of(aws, A.instance))
+      assert.equal("Requested", lease_phase("aws-kube-lost-twice"))
+      local leases = {}
+      for _, e in ipairs(kube.requests(function(e) return e.path:match("/leases") end)) do
+        leases[#leases + 1] = e.method .. " " .. status_text(e)
+      end
+      assert.same({ "POST answer lost (201)", "POST answer lost (409)", "GET 200", "PUT 200" }, leases)
+      assert_serving()
+    end)
   end)
 
   describe("cloud endpoints", function()

@@ -80,7 +80,7 @@ def resource_list(group_version, resources):
 class Faults:
     """Injected failures keyed by "<verb> <resource>", "<resource>" (core API), a non-resource
     path, "aggregated <verb> <resource>" / "aggregated" (proxied requests) or "*"; each
-    {status, message, retry_after, delay, drop, body, content_type, truncate, times}."""
+    {status, message, retry_after, delay, drop, lose_answer, body, content_type, truncate, times}."""
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -173,6 +173,8 @@ class ApiHandler(BaseHTTPRequestHandler):
     # -- plumbing ---------------------------------------------------------
 
     def _send(self, code, body, ctype="application/json", headers=()):
+        if self._answer_lost(code):
+            return
         if isinstance(body, str):
             body = body.encode()
         self.send_response(code)
@@ -191,7 +193,18 @@ class ApiHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
         self.entry["status"] = code
 
+    def _answer_lost(self, code):
+        """The lose_answer fault: the request was acted on, and the connection dies
+        before the answer (as when a peer or proxy drops it): no byte is sent."""
+        if not getattr(self, "lose_answer", False):
+            return False
+        self.close_connection = True
+        self.entry["status"] = "answer lost (%d)" % code
+        return True
+
     def _send_truncated(self, code, body, ctype, keep):
+        if self._answer_lost(code):
+            return
         self.send_response(code)
         self.send_header("Audit-Id", self.audit_id)
         self.send_header("Content-Type", ctype)
@@ -270,6 +283,7 @@ class ApiHandler(BaseHTTPRequestHandler):
         self.query = urllib.parse.parse_qs(url.query, keep_blank_values=True)
         self.body = self._read_body()
         self.audit_id = self.headers.get("Audit-Id") or str(uuid.uuid4())
+        self.lose_answer = False
         self.entry = {"time": time.time(), "method": self.command, "path": self.url_path,
                       "query": self.raw_query, "params": self.query, "headers": self._record_headers(),
                       "body": self._record_body(), "user": None}
@@ -400,6 +414,9 @@ class ApiHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.entry["status"] = "dropped"
             return True
+        if fault.get("lose_answer"):
+            self.lose_answer = True
+            return False
         if "body" in fault:
             body = fault["body"]
             ctype = fault.get("content_type") or (

@@ -120,6 +120,14 @@ end
 
 local ALICE = { name = "alice" }
 
+-- The annotations another request (another replica) would write for the same
+-- node: the same record under its own claim.
+local function others(body)
+  local annotations = cjson.decode(cjson.encode(body.metadata.annotations))
+  annotations[restart_record.ANNOTATIONS.claim] = "another-request"
+  return annotations
+end
+
 local function decode(res)
   return cjson.decode(res.body)
 end
@@ -254,7 +262,7 @@ describe("infraops.restart", function()
         local real_post = k8s.post
         k8s.post = function(self, path, body) -- another replica creates it first
           if path == LEASES then
-            real_post(self, path, { metadata = { name = body.metadata.name, annotations = body.metadata.annotations,
+            real_post(self, path, { metadata = { name = body.metadata.name, annotations = others(body),
               creationTimestamp = "x" }, spec = { renewTime = time.iso8601_micro(1700000000) } })
           end
           return real_post(self, path, body)
@@ -294,13 +302,124 @@ describe("infraops.restart", function()
       local real_post = k8s.post
       k8s.post = function(self, path, body) -- another replica creates it first
         if path == LEASES then
-          real_post(self, path, { metadata = { name = body.metadata.name, annotations = body.metadata.annotations } })
+          real_post(self, path, { metadata = { name = body.metadata.name, annotations = others(body) } })
         end
         return real_post(self, path, body)
       end
       local res = r.handle("worker-1", ALICE, "", {})
       assert.equal(409, res.status)
       assert.equal(0, #registry.calls)
+    end)
+
+    describe("when a write landed but its answer was lost and the HTTP client sent it again", function()
+      local fake_shared = require("spec.helpers.fake_shared")
+
+      -- Makes the fake's `verb` on `pattern` act once, then answer as the second
+      -- attempt would (AlreadyExists for a create, Conflict for a stale update),
+      -- or, with `unanswered`, fail as a connection lost before any answer does.
+      local function lose_answer(k8s, verb, pattern, unanswered)
+        local real, lost = k8s[verb], false
+        k8s[verb] = function(self, path, body, opts)
+          local first, err = real(self, path, body, opts)
+          if lost or not path:match(pattern) or not first then
+            return first, err
+          end
+          lost = true
+          if unanswered then
+            return nil, { code = "unavailable", message = "Connection reset by peer" }
+          end
+          return nil, verb == "post" and { code = "already_exists", message = "exists" }
+            or { code = "conflict", message = "the object has been modified" }
+        end
+      end
+
+      local function assert_one_clean_restart(res, k8s, registry, logs)
+        assert.equal(202, res.status)
+        assert.equal(1, #registry.calls)
+        assert.equal("Requested", restart_record.from_lease(k8s.leases["restart-worker-1"]).phase)
+        assert.same({}, problems(logs))
+      end
+
+      it("takes its own new Lease (created at once) and reboots once", function()
+        local r, k8s, registry, _, _, logs = new(nil, { shared = fake_shared.new() })
+        lose_answer(k8s, "post", "/leases$")
+        assert_one_clean_restart(r.handle("worker-1", ALICE, "", {}), k8s, registry, logs)
+      end)
+
+      it("takes its own new Lease (read first) and reboots once", function()
+        local r, k8s, registry, _, _, logs = new()
+        lose_answer(k8s, "post", "/leases$")
+        assert_one_clean_restart(r.handle("worker-1", ALICE, "", {}), k8s, registry, logs)
+      end)
+
+      it("takes its own update of a Lease past its cooldown and reboots once", function()
+        local r, k8s, registry, clock, _, logs = new()
+        assert.equal(202, r.handle("worker-1", ALICE, "", {}).status)
+        clock.now = clock.now + 301
+        registry.calls = {}
+        lose_answer(k8s, "put", "/leases/")
+        assert_one_clean_restart(r.handle("worker-1", ALICE, "", {}), k8s, registry, logs)
+      end)
+
+      for _, shared in ipairs({ false, true }) do
+        it("takes its own Lease when a write got no answer at all (" .. (shared and "created at once" or "read first")
+          .. ", then updated past its cooldown)", function()
+          local r, k8s, registry, clock, _, logs = new(nil, { shared = shared and fake_shared.new() or nil })
+          lose_answer(k8s, "post", "/leases$", true)
+          assert_one_clean_restart(r.handle("worker-1", ALICE, "", {}), k8s, registry, logs)
+          clock.now = clock.now + 301
+          registry.calls = {}
+          lose_answer(k8s, "put", "/leases/", true)
+          assert_one_clean_restart(r.handle("worker-1", ALICE, "", {}), k8s, registry, logs)
+        end)
+      end
+
+      it("answers 503 and reboots nothing when a Lease write got no answer and did not land", function()
+        local r, k8s, registry = new(nil, { shared = fake_shared.new() })
+        k8s.post = function() return nil, { code = "unavailable", message = "Connection reset by peer" } end
+        local res = r.handle("worker-1", ALICE, "", {})
+        assert.equal(503, res.status)
+        assert.equal(0, #registry.calls)
+        assert.is_nil(next(k8s.leases))
+      end)
+
+      it("counts the outcome recorded when the update's second attempt conflicts", function()
+        local r, k8s, registry, _, _, logs = new()
+        lose_answer(k8s, "put", "/leases/") -- the lease is taken by POST: the first PUT is the outcome
+        assert_one_clean_restart(r.handle("worker-1", ALICE, "", {}), k8s, registry, logs)
+      end)
+
+      it("counts an Event that already exists under its own name as recorded", function()
+        local r, k8s, registry, _, _, logs = new()
+        lose_answer(k8s, "post", "/events$")
+        assert_one_clean_restart(r.handle("worker-1", ALICE, "", {}), k8s, registry, logs)
+        assert.equal(1, #k8s.events)
+      end)
+
+      it("counts the outcome recorded when the update got no answer but landed", function()
+        local r, k8s, registry, _, _, logs = new()
+        lose_answer(k8s, "put", "/leases/", true) -- the lease is taken by POST: the first PUT is the outcome
+        assert_one_clean_restart(r.handle("worker-1", ALICE, "", {}), k8s, registry, logs)
+      end)
+
+      it("still loses to another request's Lease with 409, and logs a lost outcome it cannot find", function()
+        local r, k8s, registry, clock, _, logs = new()
+        assert.equal(202, r.handle("worker-1", ALICE, "", {}).status)
+        clock.now = clock.now + 301
+        local real_put = k8s.put
+        k8s.put = function(self, path, body, opts) -- another request updates the Lease first
+          local stolen = cjson.decode(cjson.encode(body))
+          stolen.metadata.annotations = others(body)
+          real_put(self, path, stolen, opts)
+          return real_put(self, path, body, opts)
+        end
+        assert.equal(409, r.handle("worker-1", ALICE, "", {}).status)
+        assert.equal(1, #registry.calls)
+        clock.now = clock.now + 301
+        k8s.leases = {} -- now the Lease is created, and the outcome's update conflicts with a stranger's write
+        assert.equal(202, r.handle("worker-1", ALICE, "", {}).status)
+        assert.same({ "could not record the restart outcome in its lease" }, problems(logs))
+      end)
     end)
 
     it("dry run checks everything, reboots nothing, takes no lease and records no event", function()
