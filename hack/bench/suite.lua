@@ -4,7 +4,8 @@
 --   restart   server-side latency of POST .../restart, sequential, and CPU
 --             instructions per restart (valgrind --tool=callgrind)
 --   isolation discovery p99 while 100 restarts wait on a 2 s cloud; 100
---             concurrent restarts against a 300 ms cloud, total time
+--             concurrent restarts against a 300 ms cloud, total time; peak RSS
+--             with 400 restarts (the in-flight limit) waiting on a 2 s cloud
 --   memory    RSS idle, peak under 64 connections, growth over 100,000 requests
 --   start     exec to first answered /readyz (hack/bench/startup.sh)
 --   scale     GET .../nodes for 500 to 5000 realistic nodes: time and peak RSS
@@ -249,9 +250,10 @@ function sections.restart()
 end
 
 function sections.isolation()
-  -- Nodes 0-299: the slow runs; 300-599: the concurrent runs; 790-799: warm-up (a node restarted once
-  -- stays in its cooldown, so every run takes fresh ones).
-  local aws, _, srv = cluster(simple_nodes(800), { args = { "--lease-namespace=bench", "--node-name=none",
+  -- Nodes 0-299: the slow runs; 300-599: the concurrent runs; 790-799: warm-up; 800-1199: the
+  -- burst at the in-flight limit (a node restarted once stays in its cooldown, so every run takes
+  -- fresh ones).
+  local aws, _, srv = cluster(simple_nodes(1200), { args = { "--lease-namespace=bench", "--node-name=none",
     "--max-requests-inflight=400" } })
   loadgen(discovery_args(srv, { "--connections", "4", "--requests", "2000" })) -- warm
   loadgen(restart_args(srv, { "--connections", "4", "--requests", "8", "--index-start", "790" })) -- warm
@@ -291,6 +293,16 @@ function sections.isolation()
   aws.faults({})
   row("isolation", "100 concurrent restarts (cloud 300 ms), total s", spread(totals), "< 1",
     percentile(totals, 0.5) < 1)
+  -- 3. Memory at the in-flight limit: 400 restarts waiting on a 2 s cloud at once hold 400 Lua
+  -- states (what the Deployment's memory limit must allow for).
+  aws.faults({ RebootInstances = { delay = 2 } })
+  local before = status_kib(srv.pid, "VmRSS")
+  local burst = loadgen(restart_args(srv, { "--connections", "400", "--requests", "400", "--index-start", "800" }))
+  aws.faults({})
+  local peak = status_kib(srv.pid, "VmHWM")
+  say("isolation: 400 restarts in flight (cloud 2 s): accepted %d/400 in %.2f s; RSS %.1f MiB before, peak %.1f MiB",
+    burst.statuses[202] or 0, burst.elapsed_s, mib(before), mib(peak))
+  row("memory", "peak RSS, 400 restarts in flight, MiB", ("%.1f"):format(mib(peak)))
   stop_all()
 end
 

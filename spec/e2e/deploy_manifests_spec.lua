@@ -191,11 +191,16 @@ describe("deploy/base Deployment", function()
     end
   end)
 
-  it("requests 20m CPU and 32Mi, limits memory to 128Mi and sets no CPU limit", function()
-    assert.same({ requests = { cpu = "20m", memory = "32Mi" }, limits = { memory = "128Mi" } },
+  it("requests 20m CPU and 32Mi, limits memory to 384Mi and sets no CPU limit", function()
+    assert.same({ requests = { cpu = "20m", memory = "32Mi" }, limits = { memory = "384Mi" } },
       container(objects).resources)
     local text = read("deploy/base/deployment.yaml")
-    assert.truthy(text:find("idle RSS 9.2 MiB", 1, true), "the measurement is recorded in a comment")
+    assert.truthy(text:find("docs/performance.md", 1, true), "the comment names where the figures come from")
+    -- The limit holds the measured worst case: every request of --max-requests-inflight in flight.
+    local peak = tonumber(read("docs/performance.md"):match("| peak RSS, 400 restarts in flight[^|]*| ([%d.]+) MiB"))
+    assert.is_number(peak)
+    assert.is_true(peak < 384, "the 384Mi limit is below the measured peak " .. peak .. " MiB")
+    assert.matches('"max%-requests%-inflight", "400"', read("host/config.c"))
   end)
 
   it("runs as 65532, non-root, read-only root, no privilege escalation, no capabilities, RuntimeDefault", function()
