@@ -340,36 +340,37 @@ describe("infraops.restart", function()
         assert.same({}, problems(logs))
       end
 
-      it("takes its own new Lease (created at once) and reboots once", function()
-        local r, k8s, registry, _, _, logs = new(nil, { shared = fake_shared.new() })
-        lose_answer(k8s, "post", "/leases$")
-        assert_one_clean_restart(r.handle("worker-1", ALICE, "", {}), k8s, registry, logs)
-      end)
-
-      it("takes its own new Lease (read first) and reboots once", function()
-        local r, k8s, registry, _, _, logs = new()
-        lose_answer(k8s, "post", "/leases$")
-        assert_one_clean_restart(r.handle("worker-1", ALICE, "", {}), k8s, registry, logs)
-      end)
-
-      it("takes its own update of a Lease past its cooldown and reboots once", function()
-        local r, k8s, registry, clock, _, logs = new()
-        assert.equal(202, r.handle("worker-1", ALICE, "", {}).status)
-        clock.now = clock.now + 301
-        registry.calls = {}
-        lose_answer(k8s, "put", "/leases/")
-        assert_one_clean_restart(r.handle("worker-1", ALICE, "", {}), k8s, registry, logs)
-      end)
-
-      for _, shared in ipairs({ false, true }) do
-        it("takes its own Lease when a write got no answer at all (" .. (shared and "created at once" or "read first")
-          .. ", then updated past its cooldown)", function()
-          local r, k8s, registry, clock, _, logs = new(nil, { shared = shared and fake_shared.new() or nil })
-          lose_answer(k8s, "post", "/leases$", true)
+      for _, case in ipairs({
+        { what = "takes its own new Lease (created at once)", shared = true, verb = "post", path = "/leases$" },
+        { what = "takes its own new Lease (read first)", verb = "post", path = "/leases$" },
+        { what = "takes its own new Lease after a create without any answer (created at once)", shared = true,
+          verb = "post", path = "/leases$", unanswered = true },
+        { what = "takes its own new Lease after a create without any answer (read first)", verb = "post",
+          path = "/leases$", unanswered = true },
+        -- the lease is taken by POST: the first PUT is the outcome's
+        { what = "counts the outcome recorded when the update's second attempt conflicts", verb = "put",
+          path = "/leases/" },
+        { what = "counts the outcome recorded when the update got no answer but landed", verb = "put",
+          path = "/leases/", unanswered = true },
+        { what = "counts an Event that already exists under its own name as recorded", verb = "post",
+          path = "/events$" },
+      }) do
+        it(case.what .. ": one reboot, 202, nothing logged", function()
+          local r, k8s, registry, _, _, logs = new(nil, { shared = case.shared and fake_shared.new() or nil })
+          lose_answer(k8s, case.verb, case.path, case.unanswered)
           assert_one_clean_restart(r.handle("worker-1", ALICE, "", {}), k8s, registry, logs)
+          assert.equal(1, #k8s.events)
+        end)
+      end
+
+      for _, unanswered in ipairs({ false, true }) do
+        it("takes its own update of a Lease past its cooldown" .. (unanswered and " (no answer at all)" or "")
+          .. " and reboots once", function()
+          local r, k8s, registry, clock, _, logs = new()
+          assert.equal(202, r.handle("worker-1", ALICE, "", {}).status)
           clock.now = clock.now + 301
           registry.calls = {}
-          lose_answer(k8s, "put", "/leases/", true)
+          lose_answer(k8s, "put", "/leases/", unanswered)
           assert_one_clean_restart(r.handle("worker-1", ALICE, "", {}), k8s, registry, logs)
         end)
       end
@@ -381,25 +382,6 @@ describe("infraops.restart", function()
         assert.equal(503, res.status)
         assert.equal(0, #registry.calls)
         assert.is_nil(next(k8s.leases))
-      end)
-
-      it("counts the outcome recorded when the update's second attempt conflicts", function()
-        local r, k8s, registry, _, _, logs = new()
-        lose_answer(k8s, "put", "/leases/") -- the lease is taken by POST: the first PUT is the outcome
-        assert_one_clean_restart(r.handle("worker-1", ALICE, "", {}), k8s, registry, logs)
-      end)
-
-      it("counts an Event that already exists under its own name as recorded", function()
-        local r, k8s, registry, _, _, logs = new()
-        lose_answer(k8s, "post", "/events$")
-        assert_one_clean_restart(r.handle("worker-1", ALICE, "", {}), k8s, registry, logs)
-        assert.equal(1, #k8s.events)
-      end)
-
-      it("counts the outcome recorded when the update got no answer but landed", function()
-        local r, k8s, registry, _, _, logs = new()
-        lose_answer(k8s, "put", "/leases/", true) -- the lease is taken by POST: the first PUT is the outcome
-        assert_one_clean_restart(r.handle("worker-1", ALICE, "", {}), k8s, registry, logs)
       end)
 
       it("still loses to another request's Lease with 409, and logs a lost outcome it cannot find", function()
