@@ -40,9 +40,10 @@
 --   - no leak: resident memory sampled idle after each round (after the same
 --     short burst, and the Lua states trimmed); the median of the last third
 --     of the samples at most max(8 MiB, 25%) above the median of the first
---     third; idle threads and fds back to their level after the warm-up round
---     (client connections none; the sockets of the one Lua state left,
---     capped); threads under load at most one per connection above idle.
+--     third; idle fds back to their level after the warm-up round (client
+--     connections none; the sockets of the one Lua state left, capped);
+--     threads, idle or not, at most one per connection above the server's
+--     count before any traffic (workers are kept, not started per request).
 local cjson = require("cjson")
 local clock = require("host.time")
 local fake_cloud = require("spec.helpers.fake_cloud")
@@ -91,7 +92,7 @@ local RSS_MARGIN_KIB, RSS_MARGIN_RATIO = 8192, 0.25
 -- are capped, not compared. Every other fd must come back to its level after
 -- the warm-up.
 local OUTBOUND_CAP = 24
-local THREAD_SLACK = 4  -- threads of connections loadgen is just replacing
+local THREAD_SLACK = 4  -- workers started for requests of connections loadgen is just replacing
 
 -- ---- small things ----------------------------------------------------------------------------
 
@@ -351,6 +352,7 @@ exec "$@"]]
     args = { "--lease-namespace=soak", "--node-name=none", "--restart-cooldown=" .. p.cooldown .. "s",
       "--lua-state-idle-timeout=" .. p.idle_timeout .. "s" } }))
   self.log_offset = 0
+  self.base_threads = proc_status(self.srv.pid).threads
 end
 
 -- ---- loadgen -----------------------------------------------------------------------------------
@@ -714,11 +716,17 @@ function Run:settle(trim)
       quiet = fds.inbound == 0
     else
       local trimmed = clock.monotonic() - start >= self.plan.idle_timeout + 1.5
-      quiet = trimmed and (not self.idle or (st.threads <= self.idle.threads and fds.inbound == 0
+      quiet = trimmed and (not self.idle or (st.threads <= self:thread_cap() and fds.inbound == 0
         and fds.other <= self.idle.other and fds.outbound <= OUTBOUND_CAP))
     end
   until quiet or clock.monotonic() > deadline
   return st, fds
+end
+
+-- The most threads the server may have: the ones it started with, and a worker per connection
+-- (each has at most one request in flight; workers are kept for the next ones).
+function Run:thread_cap()
+  return self.base_threads + self.plan.total_conns + THREAD_SLACK
 end
 
 -- Starts the jobs and waits for them, watching the server (alive, threads) meanwhile.
@@ -827,8 +835,9 @@ function Run:round_once(round, set)
     self.idle = { threads = st.threads, fds = fds.total, other = fds.other, rss = st.rss }
   else
     self.rss[#self.rss + 1] = st.rss
-    if st.threads > self.idle.threads then
-      self:fail("%d threads after the round, %d after the warm-up", st.threads, self.idle.threads)
+    if st.threads > self:thread_cap() then
+      self:fail("%d threads after the round: more than one per connection (%d) above the %d before any traffic",
+        st.threads, self.plan.total_conns, self.base_threads)
     end
     if fds.inbound > 0 or fds.other > self.idle.other or fds.outbound > OUTBOUND_CAP then
       self:fail("open fds after the round: %d client connections (want 0), %d files, pipes and listeners (%d after "
@@ -881,9 +890,9 @@ function Run:finish()
   if code ~= 0 then
     self:fail("the server exited with %s on SIGTERM (23: LeakSanitizer found leaks)", tostring(code))
   end
-  if self.idle and self.max_threads > self.idle.threads + self.plan.total_conns + THREAD_SLACK then
-    self:fail("%d threads under load: more than one per connection (%d) above the idle %d", self.max_threads,
-      self.plan.total_conns, self.idle.threads)
+  if self.max_threads > self:thread_cap() then
+    self:fail("%d threads under load: more than one per connection (%d) above the %d before any traffic",
+      self.max_threads, self.plan.total_conns, self.base_threads)
   end
   local rss = self.rss
   local third = math.max(1, #rss // 3)

@@ -2,12 +2,20 @@
 /* libmicrohttpd glue: per-connection TLS credentials from the tls_store (so a
  * rotated certificate applies to new connections), the peer's verified
  * identity, bounded bodies and concurrency, and the hand-off to Lua. It knows
- * nothing of routes: every request goes to the Lua handler. */
+ * nothing of routes: every request goes to the Lua handler.
+ *
+ * libmicrohttpd's threads (one per core) do TLS and HTTP for every
+ * connection; a request read in full is suspended and handed to a long-lived
+ * worker thread, which runs the Lua handler and resumes the connection with
+ * the answer. So a slow request holds a worker, never a connection thread,
+ * and no thread comes and goes with a connection (GnuTLS keeps per-thread
+ * state until exit: a thread per connection leaks with every connection). */
 #include "http_server.h"
 
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,16 +33,23 @@
 #include "bindings/log.h"
 #include "peer_identity.h"
 #include "script_runtime.h"
+#include "worker_pool.h"
 
 /* TLS 1.2 and 1.3 only, AEAD ciphers with forward secrecy. */
 static const char tls_priorities[] =
     "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:"
     "+CHACHA20-POLY1305:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:%SERVER_PRECEDENCE";
 
+/* A worker's stack: Lua, libcurl and GnuTLS run on it. */
+#define WORKER_STACK_SIZE ((size_t)1 << 20)
+/* On stop, how long the last answers may take to be sent, seconds. */
+#define ANSWER_SEND_GRACE 2.0
+
 struct http_server {
     struct MHD_Daemon *daemon;
     struct tls_store *tls;
     struct state_pool *pool;
+    struct worker_pool *workers;
     const struct host_config *cfg;
     atomic_long inflight;
     atomic_ullong next_request;
@@ -69,6 +84,13 @@ struct request_state {
     size_t body_seen; /* bytes received, kept or not */
     bool body_too_large;
     bool counted; /* holds an in-flight slot */
+    /* Handed to a worker: what it needs, and what it answers. */
+    struct worker_job job;
+    struct http_server *server;
+    struct MHD_Connection *connection;
+    const char *url, *method; /* libmicrohttpd's, valid until the request completes */
+    struct response res;
+    bool answered; /* res is filled: the worker is done */
 };
 
 static double monotonic_seconds(void)
@@ -278,9 +300,32 @@ static void run_lua(struct http_server *server, struct MHD_Connection *c, const 
     free(query.items);
 }
 
+/* The worker's part: the Lua handler, then the connection back to libmicrohttpd, which calls
+ * on_request again to send the answer. */
+static void serve_on_worker(struct worker_job *job)
+{
+    struct request_state *rs =
+        (struct request_state *)((char *)job - offsetof(struct request_state, job));
+    run_lua(rs->server, rs->connection, rs->url, rs->method, rs, &rs->res);
+    rs->answered = true;
+    MHD_resume_connection(rs->connection);
+}
+
+static enum MHD_Result send_answer(struct MHD_Connection *c, const char *url, const char *method,
+                                   struct request_state *rs)
+{
+    log_request(method, url, rs, connection_of(c), rs->res.status, rs->res.user);
+    enum MHD_Result ok = send_response(c, &rs->res);
+    response_free(&rs->res);
+    rs->answered = false;
+    return ok;
+}
+
 static enum MHD_Result finish_request(struct http_server *server, struct MHD_Connection *c,
                                       const char *url, const char *method, struct request_state *rs)
 {
+    if (rs->answered) /* back from the worker */
+        return send_answer(c, url, method, rs);
     set_read_deadline(server, connection_of(c),
                       0); /* read in full: no deadline while it is served */
     if (rs->body_too_large)
@@ -290,14 +335,18 @@ static enum MHD_Result finish_request(struct http_server *server, struct MHD_Con
     if (atomic_fetch_add(&server->inflight, 1) >= server->cfg->max_requests_inflight)
         return send_host_status(c, method, url, rs, 429, "TooManyRequests",
                                 "too many requests, please try again later", "1");
-    struct response res;
-    run_lua(server, c, url, method, rs, &res);
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    log_request(method, url, rs, ci->socket_context, res.status, res.user);
-    enum MHD_Result ok = send_response(c, &res);
-    response_free(&res);
-    return ok;
+    rs->server = server;
+    rs->connection = c;
+    rs->url = url;
+    rs->method = method;
+    rs->job.fn = serve_on_worker;
+    MHD_suspend_connection(c);
+    if (!worker_pool_submit(server->workers, &rs->job)) { /* stopping, or no thread at all */
+        response_set_status(&rs->res, 503, "ServiceUnavailable", "the server is out of resources");
+        rs->answered = true;
+        MHD_resume_connection(c);
+    }
+    return MHD_YES;
 }
 
 struct length_headers {
@@ -394,6 +443,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
         pthread_cond_broadcast(&server->idle_cond);
         pthread_mutex_unlock(&server->idle_lock);
     }
+    if (rs->answered) /* the connection closed before the answer went out */
+        response_free(&rs->res);
     free(rs->body);
     free(rs);
     *req_cls = NULL;
@@ -539,11 +590,24 @@ static bool parse_bind_address(const char *address, int port, struct sockaddr_st
     return false;
 }
 
+/* One libmicrohttpd thread per online CPU (they only do TLS and HTTP), at most 8, never more
+ * than connections allowed: libmicrohttpd splits the limit between them. */
+static unsigned connection_threads(const struct host_config *cfg)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned n = cpus > 0 ? (unsigned)cpus : 1;
+    if (n > 8)
+        n = 8;
+    if (n > (unsigned)cfg->max_connections)
+        n = (unsigned)cfg->max_connections;
+    return n > 0 ? n : 1;
+}
+
 static struct MHD_Daemon *start_daemon(struct http_server *server, struct tls_generation *g,
                                        const struct sockaddr_storage *addr, bool ipv6)
 {
     const struct host_config *cfg = server->cfg;
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_TLS |
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TLS |
                      MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (ipv6)
         flags |= MHD_USE_DUAL_STACK;
@@ -553,10 +617,11 @@ static struct MHD_Daemon *start_daemon(struct http_server *server, struct tls_ge
         MHD_OPTION_HTTPS_MEM_KEY, (const char *)g->key_pem.data, MHD_OPTION_HTTPS_PRIORITIES,
         tls_priorities, MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_connection_timeout,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->max_header_bytes, MHD_OPTION_THREAD_STACK_SIZE,
-        (size_t)(1u << 20), MHD_OPTION_NOTIFY_CONNECTION, on_connection, server,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, server, MHD_OPTION_UNESCAPE_CALLBACK,
-        keep_escaped, NULL, MHD_OPTION_EXTERNAL_LOGGER, log_from_mhd, NULL, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->max_header_bytes, MHD_OPTION_THREAD_POOL_SIZE,
+        connection_threads(cfg), MHD_OPTION_THREAD_STACK_SIZE, (size_t)(1u << 20),
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, server, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, server, MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL,
+        MHD_OPTION_EXTERNAL_LOGGER, log_from_mhd, NULL, MHD_OPTION_END);
 }
 
 struct http_server *http_server_start(const struct host_config *cfg, struct tls_store *tls,
@@ -579,6 +644,13 @@ struct http_server *http_server_start(const struct host_config *cfg, struct tls_
     pthread_cond_init(&server->idle_cond, NULL);
     pthread_mutex_init(&server->conns_lock, NULL);
     atomic_init(&server->stopping, false);
+    /* Every request in flight may hold a worker (a slow cloud call), so up to that many. */
+    server->workers = worker_pool_new((size_t)cfg->max_requests_inflight, WORKER_STACK_SIZE);
+    if (server->workers == NULL) {
+        snprintf(err, errlen, "out of memory");
+        free(server);
+        return NULL;
+    }
     struct tls_generation *g = tls_store_acquire(tls);
     server->daemon = start_daemon(server, g, &addr, ipv6);
     tls_generation_release(g);
@@ -588,6 +660,7 @@ struct http_server *http_server_start(const struct host_config *cfg, struct tls_
         pthread_mutex_destroy(&server->idle_lock);
         pthread_cond_destroy(&server->idle_cond);
         pthread_mutex_destroy(&server->conns_lock);
+        worker_pool_stop(server->workers);
         free(server);
         return NULL;
     }
@@ -636,6 +709,11 @@ void http_server_stop(struct http_server *server)
     atomic_store(&server->stopping, true);
     if (server->reaper_started)
         pthread_join(server->reaper, NULL);
+    /* Requests still with a worker finish and resume their connections first: libmicrohttpd
+     * must not close a suspended connection a worker still uses. Their answers then get a
+     * moment to go out (a request completes when its answer is sent). */
+    worker_pool_stop(server->workers);
+    http_server_wait_idle(server, ANSWER_SEND_GRACE);
     MHD_stop_daemon(server->daemon);
     pthread_mutex_destroy(&server->idle_lock);
     pthread_cond_destroy(&server->idle_cond);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The HTTPS server (libmicrohttpd + GnuTLS): one thread per connection, a Lua
- * state borrowed per request, so a slow request stalls only its own client. */
+/* The HTTPS server (libmicrohttpd + GnuTLS): libmicrohttpd's threads do TLS and
+ * HTTP; each request runs on a long-lived worker thread with a Lua state
+ * borrowed for it, so a slow request stalls only its own client. */
 #ifndef HTTP_SERVER_H
 #define HTTP_SERVER_H
 

@@ -748,6 +748,26 @@ describe("slow and idle connections #timing", function()
       assert.is_nil(srv.exit_code())
     end)
 
+  -- A thread per connection would leak: GnuTLS 3.7 keeps every thread's random generator state
+  -- until the process exits (docs/development.md, Soak). Connections are libmicrohttpd's
+  -- threads' work; a thread is only started for a request when no worker is free.
+  it("connections hold no thread of their own: the server's thread count stays as it was", function()
+    local function threads()
+      return tonumber((shell.read_file("/proc/" .. srv.pid .. "/status") or ""):match("Threads:%s*(%d+)"))
+    end
+    assert.equal(200, (normal(5))) -- a worker is started for the first request, and kept
+    local before = threads()
+    local wait = hold("idle", { "--count", tostring(MAX), "--duration", "1" }, "threads")
+    local during = threads()
+    assert.equal(MAX, wait().connected)
+    for _ = 1, 5 do
+      assert.equal(200, (normal(5)))
+    end
+    assert.equal(before, during, ("%d threads with %d TLS connections open, %d before"):format(during, MAX, before))
+    assert.equal(before, threads(), "threads after 5 more requests, each on a new connection")
+    assert.is_nil(srv.exit_code())
+  end)
+
   it("--max-connections connections that trickle their headers (one byte every 0.5 s) -> "
     .. "closed by a read deadline, others served", function()
     local trickle = IDLE * 3
