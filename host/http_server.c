@@ -607,7 +607,9 @@ static struct MHD_Daemon *start_daemon(struct http_server *server, struct tls_ge
                                        const struct sockaddr_storage *addr, bool ipv6)
 {
     const struct host_config *cfg = server->cfg;
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TLS |
+    /* poll, not epoll: every request is suspended and resumed, which with epoll costs two
+     * epoll_ctl calls each (measured: ~20% of discovery throughput at 64 connections). */
+    unsigned flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TLS |
                      MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (ipv6)
         flags |= MHD_USE_DUAL_STACK;
