@@ -640,19 +640,21 @@ struct http_server *http_server_start(const struct host_config *cfg, struct tls_
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    *server = (struct http_server){.tls = tls, .pool = pool, .cfg = cfg};
+    /* Every request in flight may hold a worker (a slow cloud call), so up to that many. After a
+     * burst, idle workers give their stack pages back when idle Lua states are closed. */
+    struct worker_pool *workers = worker_pool_new((size_t)cfg->max_requests_inflight,
+                                                  WORKER_STACK_SIZE, cfg->lua_state_idle_timeout);
+    if (workers == NULL) {
+        snprintf(err, errlen, "out of memory");
+        free(server);
+        return NULL;
+    }
+    *server = (struct http_server){.tls = tls, .pool = pool, .workers = workers, .cfg = cfg};
     gnutls_rnd(GNUTLS_RND_NONCE, &server->request_id_prefix, sizeof server->request_id_prefix);
     pthread_mutex_init(&server->idle_lock, NULL);
     pthread_cond_init(&server->idle_cond, NULL);
     pthread_mutex_init(&server->conns_lock, NULL);
     atomic_init(&server->stopping, false);
-    /* Every request in flight may hold a worker (a slow cloud call), so up to that many. */
-    server->workers = worker_pool_new((size_t)cfg->max_requests_inflight, WORKER_STACK_SIZE);
-    if (server->workers == NULL) {
-        snprintf(err, errlen, "out of memory");
-        free(server);
-        return NULL;
-    }
     struct tls_generation *g = tls_store_acquire(tls);
     server->daemon = start_daemon(server, g, &addr, ipv6);
     tls_generation_release(g);

@@ -1,27 +1,38 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The worker pool (see worker_pool.h): a mutex-guarded FIFO of caller-owned
- * jobs and threads that wait on it. A job finds a thread when more threads
- * wait than jobs are queued; otherwise it starts one (up to the cap), so a
- * job never waits behind a slow one while the cap allows another thread. */
+ * jobs and threads that take them. A job finds a thread when more threads are
+ * outside a job than jobs are queued; otherwise it starts one (up to the cap),
+ * so a job never waits behind a slow one while the cap allows another thread,
+ * and the pool grows to the most jobs ever running at once, no further. */
+#define _GNU_SOURCE /* pthread_getattr_np: a worker's own stack bounds */
 #include "worker_pool.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Kept below the frame that gives its stack back: what that frame's own calls may use. */
+#define STACK_KEEP ((uintptr_t)16 * 1024)
 
 struct worker_pool {
     pthread_mutex_t lock;
     pthread_cond_t queued_cond;
     struct worker_job *head, *tail;
-    size_t queued;  /* jobs in the queue */
-    size_t waiting; /* threads waiting for one */
+    size_t queued; /* jobs in the queue */
+    size_t busy;   /* threads running a job */
     size_t max_threads, started;
     size_t stack_size;
+    double release_after; /* seconds idle before a thread gives back its stack pages */
     pthread_t *threads;
     bool stopping;
 };
 
-struct worker_pool *worker_pool_new(size_t max_threads, size_t stack_size)
+struct worker_pool *worker_pool_new(size_t max_threads, size_t stack_size, double release_after)
 {
     struct worker_pool *pool = calloc(1, sizeof *pool);
     if (pool == NULL)
@@ -33,25 +44,73 @@ struct worker_pool *worker_pool_new(size_t max_threads, size_t stack_size)
     }
     pool->max_threads = max_threads > 0 ? max_threads : 1;
     pool->stack_size = stack_size;
+    pool->release_after = release_after;
     pthread_mutex_init(&pool->lock, NULL);
-    pthread_cond_init(&pool->queued_cond, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&pool->queued_cond, &attr);
+    pthread_condattr_destroy(&attr);
     return pool;
+}
+
+/* Gives the kernel back the pages of this thread's stack below the current frame, as glibc does
+ * when a thread ends: a job may have run deep (Lua, libcurl, GnuTLS) and an idle worker would
+ * otherwise keep those pages resident for good. */
+static void release_stack(void)
+{
+    pthread_attr_t attr;
+    void *low;
+    size_t size;
+    if (pthread_getattr_np(pthread_self(), &attr) != 0)
+        return;
+    int rc = pthread_attr_getstack(&attr, &low, &size);
+    pthread_attr_destroy(&attr);
+    if (rc != 0)
+        return;
+    char here;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t start = ((uintptr_t)low + page - 1) & ~(page - 1);
+    uintptr_t end = ((uintptr_t)&here - STACK_KEEP) & ~(page - 1);
+    if ((uintptr_t)&here > (uintptr_t)low + STACK_KEEP && end > start)
+        madvise((void *)start, end - start, MADV_DONTNEED);
+}
+
+/* Waits for a job (lock held); after release_after seconds without one, gives back the stack. */
+static void wait_for_job(struct worker_pool *pool)
+{
+    bool released = false;
+    while (pool->head == NULL && !pool->stopping) {
+        if (released || pool->release_after <= 0) {
+            pthread_cond_wait(&pool->queued_cond, &pool->lock);
+            continue;
+        }
+        struct timespec deadline;
+        clock_gettime(CLOCK_MONOTONIC, &deadline);
+        double t = (double)deadline.tv_sec + (double)deadline.tv_nsec / 1e9 + pool->release_after;
+        deadline.tv_sec = (time_t)t;
+        deadline.tv_nsec = (long)((t - (double)deadline.tv_sec) * 1e9);
+        if (pthread_cond_timedwait(&pool->queued_cond, &pool->lock, &deadline) == ETIMEDOUT &&
+            pool->head == NULL) {
+            pthread_mutex_unlock(&pool->lock);
+            release_stack();
+            pthread_mutex_lock(&pool->lock);
+            released = true;
+        }
+    }
 }
 
 /* The next job, waiting for one (lock held); NULL once the pool stops and the queue is empty. */
 static struct worker_job *next_job(struct worker_pool *pool)
 {
-    while (pool->head == NULL && !pool->stopping) {
-        pool->waiting++;
-        pthread_cond_wait(&pool->queued_cond, &pool->lock);
-        pool->waiting--;
-    }
+    wait_for_job(pool);
     struct worker_job *job = pool->head;
     if (job != NULL) {
         pool->head = job->next;
         if (pool->head == NULL)
             pool->tail = NULL;
         pool->queued--;
+        pool->busy++;
     }
     return job;
 }
@@ -69,6 +128,7 @@ static void *work(void *arg)
         job->next = NULL;
         job->fn(job);
         pthread_mutex_lock(&pool->lock);
+        pool->busy--;
     }
     pthread_mutex_unlock(&pool->lock);
     return NULL;
@@ -97,9 +157,11 @@ bool worker_pool_submit(struct worker_pool *pool, struct worker_job *job)
         pthread_mutex_unlock(&pool->lock);
         return false;
     }
-    /* A thread already woken for an earlier job still counts as waiting until it takes one,
-     * and that job is still queued: so more jobs than waiting threads means none is free. */
-    if (pool->queued + 1 > pool->waiting && !start_thread(pool) && pool->started == 0) {
+    /* Every thread outside a job takes the next queued one without waiting for anything (one
+     * just done with a job included), so a thread is needed only when the queued jobs, this
+     * one too, outnumber them. */
+    if (pool->queued + 1 > pool->started - pool->busy && !start_thread(pool) &&
+        pool->started == 0) {
         pthread_mutex_unlock(&pool->lock);
         return false;
     }

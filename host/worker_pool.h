@@ -18,9 +18,10 @@ struct worker_job {
     struct worker_job *next; /* the pool's */
 };
 
-/// A pool of at most max_threads threads of stack_size bytes each; none is started yet.
-/// NULL when out of memory.
-struct worker_pool *worker_pool_new(size_t max_threads, size_t stack_size);
+/// A pool of at most max_threads threads of stack_size bytes each (0: the default); none is
+/// started yet. A thread idle for release_after seconds gives the pages its stack grew into back
+/// to the kernel (0: never). NULL when out of memory.
+struct worker_pool *worker_pool_new(size_t max_threads, size_t stack_size, double release_after);
 
 /// Queues the job; it runs on an idle thread, or a new one while there are fewer than the cap
 /// (beyond it, it waits for a thread to finish a job). False if the pool is stopping, or if no

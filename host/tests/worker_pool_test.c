@@ -1,13 +1,18 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* ctest for worker_pool.h: every job runs once; a job never waits behind a blocked one while
  * the cap allows another thread; threads are reused, not started per job; the cap holds; stop
- * runs what is queued. Exits non-zero on failure. */
+ * runs what is queued; an idle thread gives back the stack pages a deep job used. Exits non-zero
+ * on failure. */
 #include "worker_pool.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 static int failures;
 
@@ -60,7 +65,7 @@ static bool wait_for(atomic_bool *flag)
 
 static void test_every_job_runs_once(void)
 {
-    struct worker_pool *pool = worker_pool_new(8, 0);
+    struct worker_pool *pool = worker_pool_new(8, 0, 0);
     static struct counted_job jobs[200];
     for (int i = 0; i < 200; i++) {
         init_job(&jobs[i], NULL);
@@ -75,7 +80,7 @@ static void test_every_job_runs_once(void)
 
 static void test_blocked_job_does_not_hold_up_the_next(void)
 {
-    struct worker_pool *pool = worker_pool_new(4, 0);
+    struct worker_pool *pool = worker_pool_new(4, 0, 0);
     atomic_bool gate = false;
     struct counted_job slow, quick;
     init_job(&slow, &gate);
@@ -98,7 +103,7 @@ static void test_blocked_job_does_not_hold_up_the_next(void)
 
 static void test_threads_are_reused(void)
 {
-    struct worker_pool *pool = worker_pool_new(16, 0);
+    struct worker_pool *pool = worker_pool_new(16, 0, 0);
     for (int i = 0; i < 100; i++) {
         struct counted_job job;
         init_job(&job, NULL);
@@ -121,7 +126,7 @@ static void test_threads_are_reused(void)
 
 static void test_cap_holds(void)
 {
-    struct worker_pool *pool = worker_pool_new(2, 0);
+    struct worker_pool *pool = worker_pool_new(2, 0, 0);
     atomic_bool gate = false;
     struct counted_job a, b, c;
     init_job(&a, &gate);
@@ -140,12 +145,72 @@ static void test_cap_holds(void)
     CHECK(atomic_load(&c.runs) == 1, "c ran %d times", atomic_load(&c.runs));
 }
 
+/* A job that runs deep: 256 KiB of its stack written, the range kept for the test to look at. */
+#define DEEP_BYTES (256 * 1024)
+struct deep_job {
+    struct worker_job job;
+    atomic_bool done;
+    uintptr_t low, high; /* whole pages inside the array */
+};
+
+static void run_deep(struct worker_job *job)
+{
+    struct deep_job *d = (struct deep_job *)job;
+    volatile char deep[DEEP_BYTES];
+    memset((char *)deep, 1, sizeof deep);
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    d->low = ((uintptr_t)deep + page - 1) & ~(page - 1);
+    d->high = ((uintptr_t)deep + sizeof deep) & ~(page - 1);
+    atomic_store(&d->done, true);
+}
+
+/* Resident pages of [low, high) of this process. */
+static size_t resident_pages(uintptr_t low, uintptr_t high)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), n = (high - low) / page, count = 0;
+    unsigned char vec[DEEP_BYTES / 4096 + 1];
+    if (n > sizeof vec || mincore((void *)low, high - low, vec) != 0)
+        return (size_t)-1;
+    for (size_t i = 0; i < n; i++)
+        count += vec[i] & 1;
+    return count;
+}
+
+/* Runs a deep job on a pool that gives stacks back after release_after seconds; returns the
+ * resident pages of the job's array 0.5 s after it ran. */
+static size_t pages_left_after_deep_job(double release_after)
+{
+    struct worker_pool *pool = worker_pool_new(1, (size_t)1 << 20, release_after);
+    struct deep_job d = {.job.fn = run_deep};
+    atomic_init(&d.done, false);
+    CHECK(worker_pool_submit(pool, &d.job), "deep job refused");
+    CHECK(wait_for(&d.done), "the deep job never ran");
+    struct timespec idle = {0, 500 * 1000 * 1000};
+    nanosleep(&idle, NULL);
+    size_t left = resident_pages(d.low, d.high);
+    worker_pool_stop(pool);
+    return left;
+}
+
+static void test_idle_thread_gives_back_its_stack(void)
+{
+    size_t all = DEEP_BYTES / (size_t)sysconf(_SC_PAGESIZE) - 1;
+    size_t kept = pages_left_after_deep_job(0);
+    CHECK(kept >= all - 1 && kept != (size_t)-1, "without release: %zu of %zu pages resident", kept,
+          all);
+    size_t released = pages_left_after_deep_job(0.1);
+    /* The pages right below the idle frame stay (a few KiB the next job would touch at once). */
+    CHECK(released <= all / 8,
+          "idle 0.5 s with release after 0.1 s: %zu of %zu pages still resident", released, all);
+}
+
 int main(void)
 {
     test_every_job_runs_once();
     test_blocked_job_does_not_hold_up_the_next();
     test_threads_are_reused();
     test_cap_holds();
+    test_idle_thread_gives_back_its_stack();
     if (failures == 0)
         printf("worker_pool_test: ok\n");
     return failures == 0 ? 0 : 1;
