@@ -122,7 +122,8 @@ static const struct flag_def flag_defs[FLAG_COUNT] = {
                                FLAG_DURATION},
     [FLAG_LUA_STATE_IDLE_TIMEOUT] = {"lua-state-idle-timeout", "30s",
                                      "close pooled Lua states unused for this long (one always "
-                                     "stays), so memory goes back down after a burst",
+                                     "stays), and let worker threads idle this long give back "
+                                     "their stack pages, so memory goes back down after a burst",
                                      FLAG_DURATION},
     [FLAG_TLS_RELOAD_INTERVAL] = {"tls-reload-interval", "1s",
                                   "how often certificate and CA files are checked for changes",

@@ -300,15 +300,24 @@ static void run_lua(struct http_server *server, struct MHD_Connection *c, const 
     free(query.items);
 }
 
-/* The worker's part: the Lua handler, then the connection back to libmicrohttpd, which calls
- * on_request again to send the answer. */
+static struct request_state *request_of(struct worker_job *job)
+{
+    return (struct request_state *)((char *)job - offsetof(struct request_state, job));
+}
+
+/* The worker's part: the Lua handler. */
 static void serve_on_worker(struct worker_job *job)
 {
-    struct request_state *rs =
-        (struct request_state *)((char *)job - offsetof(struct request_state, job));
+    struct request_state *rs = request_of(job);
     run_lua(rs->server, rs->connection, rs->url, rs->method, rs, &rs->res);
     rs->answered = true;
-    MHD_resume_connection(rs->connection);
+}
+
+/* Then the connection back to libmicrohttpd, which calls on_request again to send the answer
+ * (and may read the next request at once: the worker already counts as free for it). */
+static void resume_with_answer(struct worker_job *job)
+{
+    MHD_resume_connection(request_of(job)->connection);
 }
 
 static enum MHD_Result send_answer(struct MHD_Connection *c, const char *url, const char *method,
@@ -340,6 +349,7 @@ static enum MHD_Result finish_request(struct http_server *server, struct MHD_Con
     rs->url = url;
     rs->method = method;
     rs->job.fn = serve_on_worker;
+    rs->job.hand_off = resume_with_answer;
     MHD_suspend_connection(c);
     if (!worker_pool_submit(server->workers, &rs->job)) { /* stopping, or no thread at all */
         response_set_status(&rs->res, 503, "ServiceUnavailable", "the server is out of resources");

@@ -129,6 +129,11 @@ static void *work(void *arg)
         job->fn(job);
         pthread_mutex_lock(&pool->lock);
         pool->busy--;
+        if (job->hand_off != NULL) {
+            pthread_mutex_unlock(&pool->lock);
+            job->hand_off(job); /* the job may be gone after this */
+            pthread_mutex_lock(&pool->lock);
+        }
     }
     pthread_mutex_unlock(&pool->lock);
     return NULL;

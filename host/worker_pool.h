@@ -12,9 +12,13 @@
 
 struct worker_pool;
 
-/// A job, kept by its owner (no allocation here): fn(job) runs once on a worker thread.
+/// A job, kept by its owner (no allocation here): fn(job) runs once on a worker thread, then
+/// hand_off(job), if set, once the thread already counts as free for the next job. Whatever
+/// lets the job's owner go on (and free the job) belongs in hand_off: a new job that follows
+/// from it finds this thread instead of starting another.
 struct worker_job {
     void (*fn)(struct worker_job *job);
+    void (*hand_off)(struct worker_job *job);
     struct worker_job *next; /* the pool's */
 };
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* ctest for worker_pool.h: every job runs once; a job never waits behind a blocked one while
- * the cap allows another thread; threads are reused, not started per job; the cap holds; stop
+ * the cap allows another thread; threads are reused, not started per job (also when the next
+ * job comes from a hand-off); the cap holds; stop
  * runs what is queued; an idle thread gives back the stack pages a deep job used. Exits non-zero
  * on failure. */
 #include "worker_pool.h"
@@ -48,6 +49,7 @@ static void count_run(struct worker_job *job)
 static void init_job(struct counted_job *c, atomic_bool *gate)
 {
     c->job.fn = count_run;
+    c->job.hand_off = NULL;
     atomic_init(&c->runs, 0);
     atomic_init(&c->started, false);
     c->gate = gate;
@@ -120,6 +122,43 @@ static void test_threads_are_reused(void)
     /* One job at a time: one thread, whatever the number of jobs (a second at most, if a job
      * came while the first had not yet gone back to waiting). */
     CHECK(worker_pool_threads(pool) <= 2, "%zu threads for 100 jobs one at a time",
+          worker_pool_threads(pool));
+    worker_pool_stop(pool);
+}
+
+/* A job whose hand_off submits it again, as a resumed connection brings its next request. */
+struct chain_job {
+    struct worker_job job;
+    struct worker_pool *pool;
+    int remaining;
+    atomic_bool finished;
+};
+
+static void chain_step(struct worker_job *job)
+{
+    ((struct chain_job *)job)->remaining--;
+}
+
+static void chain_next(struct worker_job *job)
+{
+    struct chain_job *c = (struct chain_job *)job;
+    if (c->remaining == 0)
+        atomic_store(&c->finished, true);
+    else if (!worker_pool_submit(c->pool, job))
+        atomic_store(&c->finished, true);
+}
+
+static void test_hand_off_finds_the_same_thread(void)
+{
+    struct worker_pool *pool = worker_pool_new(8, 0, 0);
+    struct chain_job c = {
+        .job = {.fn = chain_step, .hand_off = chain_next}, .pool = pool, .remaining = 200};
+    atomic_init(&c.finished, false);
+    CHECK(worker_pool_submit(pool, &c.job), "first job refused");
+    CHECK(wait_for(&c.finished), "the chain did not finish");
+    CHECK(c.remaining == 0, "%d jobs of the chain left", c.remaining);
+    /* Each next job is queued from hand_off, when its thread already counts as free. */
+    CHECK(worker_pool_threads(pool) == 1, "%zu threads for a chain of 200 jobs",
           worker_pool_threads(pool));
     worker_pool_stop(pool);
 }
@@ -209,6 +248,7 @@ int main(void)
     test_every_job_runs_once();
     test_blocked_job_does_not_hold_up_the_next();
     test_threads_are_reused();
+    test_hand_off_finds_the_same_thread();
     test_cap_holds();
     test_idle_thread_gives_back_its_stack();
     if (failures == 0)
