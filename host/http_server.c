@@ -31,6 +31,7 @@
 #include <microhttpd.h>
 
 #include "bindings/log.h"
+#include "clock.h"
 #include "peer_identity.h"
 #include "script_runtime.h"
 #include "worker_pool.h"
@@ -92,13 +93,6 @@ struct request_state {
     struct response res;
     bool answered; /* res is filled: the worker is done */
 };
-
-static double monotonic_seconds(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
-}
 
 static struct connection_state *connection_of(struct MHD_Connection *c)
 {
@@ -699,14 +693,7 @@ void http_server_quiesce(struct http_server *server)
 
 bool http_server_wait_idle(struct http_server *server, double timeout)
 {
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += (time_t)timeout;
-    deadline.tv_nsec += (long)((timeout - (double)(time_t)timeout) * 1e9);
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    struct timespec deadline = clock_after(CLOCK_REALTIME, timeout); /* idle_cond's clock */
     pthread_mutex_lock(&server->idle_lock);
     int rc = 0;
     while (atomic_load(&server->inflight) > 0 && rc == 0)

@@ -3,6 +3,8 @@
  * due or it is told to stop, so stopping never waits for an interval. */
 #include "periodic.h"
 
+#include "clock.h"
+
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -18,13 +20,6 @@ struct periodic {
     double due[PERIODIC_MAX_TASKS]; /* monotonic seconds */
 };
 
-static double monotonic_now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
 static double next_due(const struct periodic *p)
 {
     double next = p->due[0];
@@ -35,14 +30,11 @@ static double next_due(const struct periodic *p)
 
 static void wait_until(struct periodic *p, double when)
 {
-    double delay = when - monotonic_now();
+    double delay = when - monotonic_seconds();
     if (delay <= 0)
         return;
-    struct timespec at;
-    clock_gettime(CLOCK_REALTIME, &at); /* pthread_cond_timedwait takes wall-clock time */
-    long long ns = (long long)at.tv_nsec + (long long)(delay * 1e9);
-    at.tv_sec += (time_t)(ns / 1000000000LL);
-    at.tv_nsec = (long)(ns % 1000000000LL);
+    /* pthread_cond_timedwait takes wall-clock time (the condition's default clock) */
+    struct timespec at = clock_after(CLOCK_REALTIME, delay);
     pthread_cond_timedwait(&p->wake, &p->lock, &at);
 }
 
@@ -53,12 +45,12 @@ static void *periodic_loop(void *arg)
     while (!p->stop) {
         wait_until(p, next_due(p));
         for (size_t i = 0; i < p->count && !p->stop; i++) {
-            if (p->due[i] > monotonic_now())
+            if (p->due[i] > monotonic_seconds())
                 continue;
             pthread_mutex_unlock(&p->lock);
             p->tasks[i].run(p->tasks[i].context);
             pthread_mutex_lock(&p->lock);
-            p->due[i] = monotonic_now() + p->tasks[i].interval;
+            p->due[i] = monotonic_seconds() + p->tasks[i].interval;
         }
     }
     pthread_mutex_unlock(&p->lock);
@@ -75,7 +67,7 @@ struct periodic *periodic_start(const struct periodic_task *tasks, size_t count)
     p->count = count;
     for (size_t i = 0; i < count; i++) {
         p->tasks[i] = tasks[i];
-        p->due[i] = monotonic_now() + tasks[i].interval;
+        p->due[i] = monotonic_seconds() + tasks[i].interval;
     }
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->wake, NULL);

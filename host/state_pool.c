@@ -5,6 +5,7 @@
 #include "state_pool.h"
 
 #include "chunk_cache.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -24,13 +25,6 @@ struct state_pool {
     size_t max_idle;
     size_t alive;
 };
-
-static double monotonic_seconds(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
 
 struct state_pool *state_pool_new(const struct runtime_options *options, size_t max_idle,
                                   size_t soft_limit, char *err, size_t errlen)
@@ -71,11 +65,7 @@ fail:
 /* Waits (lock held) until a state is returned or closed, or the wait is over. */
 static void wait_for_idle(struct state_pool *pool, double seconds)
 {
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    long long ns = (long long)deadline.tv_nsec + (long long)(seconds * 1e9);
-    deadline.tv_sec += (time_t)(ns / 1000000000LL);
-    deadline.tv_nsec = (long)(ns % 1000000000LL);
+    struct timespec deadline = clock_after(CLOCK_MONOTONIC, seconds);
     while (pool->idle_count == 0 && pool->alive >= pool->soft_limit)
         if (pthread_cond_timedwait(&pool->returned, &pool->lock, &deadline) == ETIMEDOUT)
             break;

@@ -7,6 +7,8 @@
 #define _GNU_SOURCE /* pthread_getattr_np: a worker's own stack bounds */
 #include "worker_pool.h"
 
+#include "clock.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -85,11 +87,7 @@ static void wait_for_job(struct worker_pool *pool)
             pthread_cond_wait(&pool->queued_cond, &pool->lock);
             continue;
         }
-        struct timespec deadline;
-        clock_gettime(CLOCK_MONOTONIC, &deadline);
-        double t = (double)deadline.tv_sec + (double)deadline.tv_nsec / 1e9 + pool->release_after;
-        deadline.tv_sec = (time_t)t;
-        deadline.tv_nsec = (long)((t - (double)deadline.tv_sec) * 1e9);
+        struct timespec deadline = clock_after(CLOCK_MONOTONIC, pool->release_after);
         if (pthread_cond_timedwait(&pool->queued_cond, &pool->lock, &deadline) == ETIMEDOUT &&
             pool->head == NULL) {
             pthread_mutex_unlock(&pool->lock);
@@ -125,7 +123,6 @@ static void *work(void *arg)
     struct worker_job *job;
     while ((job = next_job(pool)) != NULL) {
         pthread_mutex_unlock(&pool->lock);
-        job->next = NULL;
         job->fn(job);
         pthread_mutex_lock(&pool->lock);
         pool->busy--;
